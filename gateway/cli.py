@@ -1,0 +1,41 @@
+"""`evse-gateway COMMAND ...`: one table of commands, each in the module that owns it.
+
+A command module provides `add_arguments(parser)` and `run(args) -> int`, and keeps its
+heavy imports (pymodbus, websockets) inside `run`, so every command starts fast on a Pi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from gateway import __version__
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "allocate": ("gateway.allocation.command", "one-shot allocation: snapshot JSON in, JSON out"),
+    "check-config": ("gateway.check_config", "validate a config file without starting anything"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evse-gateway",
+        description="Keeps a site's EV chargers inside the fuse and on solar.",
+    )
+    parser.add_argument("--version", action="version", version=f"evse-gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return int(importlib.import_module(args._module).run(args))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,49 @@
+"""The gateway's TOML config -> frozen dataclasses.
+
+Each area reads its own section with the `Table` reader (`gateway.schema`), so an error
+anywhere names the file, the line and the key (`gateway.tomlfile`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
+from gateway.model import Charger, Site
+from gateway.schema import Table
+from gateway.tomlfile import read_toml
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerConfig:
+    charger: Charger
+
+    @property
+    def id(self) -> str:
+        return self.charger.id
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    site: Site
+    chargers: tuple[ChargerConfig, ...]
+
+
+def _read_charger(t: Table, site: Site) -> ChargerConfig:
+    return ChargerConfig(charger=read_charger_settings(t, site))
+
+
+def read_config(top: Table, path: str) -> Config:
+    site_table = top.table("site")
+    site = read_site(site_table)
+    site_table.finish()
+    chargers = top.each("chargers", lambda t: _read_charger(t, site), ())
+    check_chargers(tuple(c.charger for c in chargers), site, "chargers")
+    return Config(path=path, site=site, chargers=chargers)
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate a config file; raises `TomlError` naming file, line and key."""
+    return read_toml(path, lambda top: read_config(top, str(path)))
