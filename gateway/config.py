@@ -11,13 +11,16 @@ from pathlib import Path
 
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
 from gateway.model import Charger, Site
-from gateway.schema import Table
+from gateway.schema import SchemaError, Table
 from gateway.tomlfile import read_toml
 
 
 @dataclass(frozen=True, slots=True)
 class ChargerConfig:
     charger: Charger
+    # The current a charger falls back to when the gateway is gone or its data is stale
+    # (the OCPP low-stack profile and the controller's stale-data failsafe share it).
+    failsafe_a: float
 
     @property
     def id(self) -> str:
@@ -32,7 +35,11 @@ class Config:
 
 
 def _read_charger(t: Table, site: Site) -> ChargerConfig:
-    return ChargerConfig(charger=read_charger_settings(t, site))
+    charger = read_charger_settings(t, site)
+    failsafe = t.number("failsafe_a", charger.min_a, lo=0, hi=charger.max_a)
+    if 0 < failsafe < charger.min_a:
+        raise SchemaError(t.at("failsafe_a"), f"must be 0 or >= min_a ({charger.min_a:g})")
+    return ChargerConfig(charger=charger, failsafe_a=failsafe)
 
 
 def read_config(top: Table, path: str) -> Config:

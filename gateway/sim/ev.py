@@ -1,0 +1,51 @@
+"""A car on a charger: follows the offered current after a lag, stops when full.
+
+Pure: time is passed in. IEC 61851 gives a car up to 5 s to follow a new PWM duty cycle,
+and a car draws nothing when offered less than 6 A.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+IEC_MIN_A = 6.0
+
+
+@dataclass
+class EV:
+    max_a: float = 16.0  # what the car's onboard charger takes per phase
+    phases: int = 3  # lines the car draws on (1 for most small cars)
+    energy_wanted_wh: float = 20_000.0
+    lag_s: float = 5.0
+    delivered_wh: float = 0.0
+    draw_a: float = 0.0
+    _pending: list[tuple[float, float]] = field(default_factory=list)  # (due time, target A)
+    _offered_a: float = 0.0
+    _last_t: float | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.delivered_wh >= self.energy_wanted_wh
+
+    def offer(self, limit_a: float, now: float) -> None:
+        """The charger offers `limit_a` from `now` on; the car reacts `lag_s` later."""
+        if limit_a == self._offered_a:
+            return
+        self._offered_a = limit_a
+        target = 0.0 if limit_a < IEC_MIN_A else min(limit_a, self.max_a)
+        self._pending.append((now + self.lag_s, target))
+
+    def advance(self, now: float, voltage_v: float = 230.0) -> float:
+        """Move to `now`, counting energy at the draw held since the last call."""
+        if self._last_t is not None and now > self._last_t:
+            self.delivered_wh += self.draw_a * voltage_v * self.phases * (now - self._last_t) / 3600
+        self._last_t = now
+        while self._pending and self._pending[0][0] <= now:
+            self.draw_a = self._pending.pop(0)[1]
+        if self.full:
+            self.draw_a = 0.0
+        return self.draw_a
+
+    def line_currents(self) -> tuple[float, float, float]:
+        """Draw per charger line L1..L3 (a 1-phase car draws on L1 only)."""
+        return tuple(self.draw_a if i < self.phases else 0.0 for i in range(3))  # type: ignore[return-value]
