@@ -29,6 +29,8 @@ from gateway.model import (
 
 EPS = 1e-6
 DRAWING_A = 1.0  # a line carrying more than this is in use
+_BIT = {name: 1 << i for i, name in enumerate(PHASE_NAMES)}
+_INDEX = {name: i for i, name in enumerate(PHASE_NAMES)}
 
 
 @dataclass(slots=True)
@@ -60,7 +62,7 @@ def _seat(charger: Charger, index: int, site: Site, circuits: tuple[str, ...]) -
         lines = drawing
     mask = 0
     for k in lines:
-        mask |= 1 << PHASE_NAMES.index(phase_map[k])
+        mask |= _BIT[phase_map[k]]
     released = (
         charger.status == "SuspendedEV"
         and sum(charger.draw_a) < DRAWING_A
@@ -87,7 +89,7 @@ class _Allocator:
         for seat in self.seats:
             charger = seat.charger
             for k in range(min(len(charger.phase_map), 3)):
-                household[PHASE_NAMES.index(charger.phase_map[k])] -= charger.draw_a[k]
+                household[_INDEX[charger.phase_map[k]]] -= charger.draw_a[k]
         self.household = tuple(household)
         self.battery: BatteryView = battery_view(site, m.battery_soc, m.battery_power_w, self.volts)
         self.pools = build_pools(site, self.household, self.battery, self.volts)
@@ -275,7 +277,10 @@ class _Allocator:
             return Reason.NOT_ACTIVE
         if seat.released:
             return Reason.RELEASED
-        circuit_full = any(self.pools.circuits[n].tight(seat.mask, 0.05) for n in seat.circuits)
+
+        def circuit_full() -> bool:
+            return any(self.pools.circuits[n].tight(seat.mask, 0.05) for n in seat.circuits)
+
         if allocated <= 0.0:
             if target < c.min_a:
                 if c.mode is Mode.EXCESS:
@@ -283,9 +288,9 @@ class _Allocator:
                 if not self.battery.at_target and c.mode is not Mode.STANDARD:
                     return Reason.BATTERY_BELOW_TARGET
                 return Reason.NO_SURPLUS
-            return Reason.CIRCUIT_LIMIT if circuit_full else Reason.NO_CAPACITY
+            return Reason.CIRCUIT_LIMIT if circuit_full() else Reason.NO_CAPACITY
         if allocated < target - 0.05:
-            if circuit_full:
+            if circuit_full():
                 return Reason.CIRCUIT_LIMIT
             if self.pools.physical.tight(seat.mask, 0.05):
                 return Reason.BREAKER_LIMIT
