@@ -120,3 +120,12 @@ def test_standard_gets_nothing_when_the_breaker_cannot_carry_the_minimum():
     result = run(site(), (20, 20, 20), charger("c"))
     assert amps(result) == [0]
     assert result.by_id["c"].reason is Reason.NO_CAPACITY
+
+
+def test_draw_reported_on_an_unwired_line_is_not_taken_as_export():
+    # A 1-phase charger cannot draw on L3: such a reading must not free capacity anywhere.
+    s = site(breaker=0, allow_grid_charging=False)
+    odd = charger("odd", phases=1, min_a=6, max_a=6, draw_a=(0, 0, 6))
+    result = run(s, (0, 0, 0), odd)
+    assert result.site.household_a == (0, 0, 0)
+    assert amps(result) == [0]
