@@ -129,3 +129,9 @@ def test_draw_reported_on_an_unwired_line_is_not_taken_as_export():
     result = run(s, (0, 0, 0), odd)
     assert result.site.household_a == (0, 0, 0)
     assert amps(result) == [0]
+
+
+def test_a_charger_without_minimum_is_still_served():
+    for distribution in ("shared", "priority", "strict", "optimized"):
+        result = run(site(distribution=distribution), (9, 9, 9), charger("c", min_a=0))
+        assert amps(result) == [16], distribution

@@ -45,6 +45,7 @@ class Seat:
     active: bool
     released: bool
     amount: float = 0.0
+    seated: bool = False  # got its minimum in the first pass
 
     @property
     def sort_key(self) -> tuple[int, int, int]:
@@ -141,11 +142,12 @@ class _Allocator:
         for seat in order:
             if self.limit(seat, self.pools, 0.0) >= seat.charger.min_a - EPS:
                 self.give(seat, seat.charger.min_a)
+                seat.seated = True
 
     def fill_in_order(self, order: list[Seat]) -> None:
         """`priority`, second pass: the remainder to the first in order, then the next."""
         for seat in order:
-            if seat.amount > 0.0:
+            if seat.seated:
                 self.give(seat, self.limit(seat, self.pools, seat.amount) - seat.amount)
 
     def fill_evenly(self, order: list[Seat]) -> None:
@@ -156,7 +158,7 @@ class _Allocator:
         out therefore stops only the chargers that use it.
         """
         for urgency in sorted({s.charger.mode.urgency for s in order}):
-            rising = [s for s in order if s.charger.mode.urgency == urgency and s.amount > 0.0]
+            rising = [s for s in order if s.charger.mode.urgency == urgency and s.seated]
             while rising:
                 step = min(self.limit(s, self.pools, s.amount) - s.amount for s in rising)
                 step = min(step, self._even_step(rising))
