@@ -165,9 +165,10 @@ class _Allocator:
                 if step > EPS:
                     for seat in rising:
                         self.give(seat, step)
-                rising = [s for s in rising if self.limit(s, self.pools, s.amount) - s.amount > EPS]
-                if step <= EPS:
-                    break
+                still = [s for s in rising if self.limit(s, self.pools, s.amount) - s.amount > EPS]
+                if step <= EPS and len(still) == len(rising):
+                    break  # nothing moved and nobody stopped: only rounding noise is left
+                rising = still
 
     def _even_step(self, rising: list[Seat]) -> float:
         """The largest equal rise all of `rising` can take together from shared sources."""
