@@ -117,11 +117,7 @@ async def read_all(client: AsyncModbusTcpClient, start: int, count: int, fc: int
 
 def decode(regs: list[int], base: int, block: str) -> dict[str, Any]:
     """Decode one block with the map, as SCADA would with the published docs."""
-    return {
-        r.name: r.decode(regs[r.address - base : r.address - base + r.size])
-        for r in load_map().block(block)
-        if not r.reserved
-    }
+    return load_map().values(block, regs, base)
 
 
 def same(a: Any, b: Any) -> bool:

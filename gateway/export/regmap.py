@@ -166,6 +166,15 @@ class RegisterMap:
     def block(self, name: str) -> tuple[Register, ...]:
         return tuple(r for r in self.rows if r.block == name)
 
+    def values(self, block: str, regs: list[int], start: int = 0) -> dict[str, Any]:
+        """Decode a block from registers read starting at address `start` (charger rows: the
+        block's first register)."""
+        return {
+            r.name: r.decode(regs[r.address - start : r.address - start + r.size])
+            for r in self.block(block)
+            if not r.reserved and r.address - start + r.size <= len(regs)
+        }
+
     def locate(self, address: int) -> tuple[Register, int | None] | None:
         """The row covering an absolute address, and the charger slot (None outside)."""
         return self.by_address.get(address)
