@@ -498,3 +498,22 @@ def test_write_before_the_first_cycle_is_busy_and_bad_input_keeps_the_server_up(
             assert rr.registers == [0, 7]
 
     run(body)
+
+
+def test_fc23_reads_the_image_and_coils_are_not_part_of_the_map() -> None:
+    async def body() -> None:
+        async with running(writable()) as (server, client):
+            server.publish(site_state())
+            rr = await client.readwrite_registers(
+                read_address=30, read_count=2, write_address=500, values=[160], device_id=1
+            )
+            assert rr.registers == [0, 7] and server.overrides().site_current_a == 16.0
+            rr = await client.readwrite_registers(
+                read_address=30, read_count=2, write_address=100, values=[1], device_id=1
+            )
+            assert rr.isError() and rr.exception_code == 2
+            assert (await client.read_coils(0, count=8, device_id=1)).exception_code == 1
+            assert (await client.write_coil(500, True, device_id=1)).exception_code == 1
+            assert server.overrides().site_current_a == 16.0
+
+    run(body)

@@ -33,7 +33,8 @@ from gateway.export.state import NAN, ExportState
 
 log = logging.getLogger(__name__)
 
-READ_CODES = frozenset({3, 4})
+# Coils and discrete inputs are not part of the map.
+BIT_CODES = frozenset({1, 2, 5, 15})
 # The client of the request being handled: set per request task by `_Handler`.
 _CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("modbus_client", default="?")
 
@@ -143,10 +144,11 @@ class ExportServer:
         registers: list[int],
         values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
-        if values is None:
-            if function_code in READ_CODES:
-                offset = address - start_address
-                registers[offset : offset + count] = self._image[address : address + count]
+        if function_code in BIT_CODES:
+            return ExcCodes.ILLEGAL_FUNCTION
+        if values is None:  # FC3, FC4 and the read half of FC22/FC23
+            offset = address - start_address
+            registers[offset : offset + count] = self._image[address : address + count]
             return None
         client = _CLIENT.get()
         raw = [int(v) for v in values]
