@@ -7,9 +7,12 @@ import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.config import load_config
 from gateway.export.config import ExportConfig
+from gateway.export.overrides import OverrideBook, Overrides
 from gateway.export.regmap import (
     CHARGER_BASE,
     CHARGER_STRIDE,
@@ -160,3 +163,35 @@ def test_bad_export_config_names_file_line_and_key(tmp_path: Path, body: str, me
     with pytest.raises(TomlError) as caught:
         load_config(path)
     assert str(caught.value) == f"{path}:5: {message}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([500, 501, 502, 503, 1080, 1081, 1082, 1180, 1181, 1182, 1280]),
+            st.lists(
+                st.one_of(st.integers(0, 400), st.just(0xFFFF), st.integers(0, 0xFFFF)),
+                min_size=1,
+                max_size=3,
+            ),
+        ),
+        max_size=20,
+    )
+)
+def test_no_write_sequence_raises_a_limit_above_fuse_or_max(writes) -> None:
+    """Pure write rules: whatever arrives, overrides stay within fuse and charger limits."""
+    config = ExportConfig(writes_enabled=True)
+    book = OverrideBook(config, load_map())
+    chargers = (ChargerState("a", min_a=6, max_a=16), ChargerState("b", min_a=8, max_a=32))
+    state = ExportState(1, 0, 0, breaker_limit_a=25, breaker_limit_w=17250, chargers=chargers)
+    for address, values in writes:
+        assert book.write(address, values, state, "127.0.0.1", now=0.0) in (0, 2, 3)
+    got = book.overrides(now=1.0)
+    assert got.site_current_a is None or 0 <= got.site_current_a <= 25
+    assert got.site_power_w is None or 0 <= got.site_power_w <= 17250
+    for c in chargers:
+        cap = got.charger(c.id).max_a
+        assert cap is None or c.min_a <= cap <= c.max_a
+    assert set(got.chargers) <= {"a", "b"}
+    assert book.overrides(now=config.override_timeout_s + 1) == Overrides()
