@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.export.config import ExportConfig
 from gateway.export.regmap import NONE16, Register, RegisterMap
-from gateway.export.state import ExportState
+from gateway.export.state import ChargerState, ExportState
 from gateway.model import Mode
 
 log = logging.getLogger(__name__)
@@ -109,20 +109,20 @@ class OverrideBook:
                 result,
             )
             return result
-        for (row, charger_id), value in zip(result, raw, strict=True):
-            self._apply(row, charger_id, value, client, now)
+        for (row, charger), value in zip(result, raw, strict=True):
+            self._apply(row, "" if charger is None else charger.id, value, client, now)
         self.accepted += 1
         self.last_result = ACCEPTED
         return ACCEPTED
 
     def _check(
         self, address: int, raw: list[int], state: ExportState | None, client: str
-    ) -> int | list[tuple[Register, str]]:
+    ) -> int | list[tuple[Register, ChargerState | None]]:
         if not self.config.writes_enabled or not self._allowed(client):
             return ILLEGAL_FUNCTION
         if state is None:
             return BUSY
-        targets: list[tuple[Register, str]] = []
+        targets: list[tuple[Register, ChargerState | None]] = []
         for at in range(address, address + len(raw)):
             found = self._map.locate(at)
             if found is None or not found[0].writable:
@@ -130,9 +130,9 @@ class OverrideBook:
             row, slot = found
             if slot is not None and slot >= len(state.chargers):
                 return ILLEGAL_ADDRESS
-            targets.append((row, "" if slot is None else state.chargers[slot].id))
-        for (row, charger_id), value in zip(targets, raw, strict=True):
-            if value != NONE16 and not self._in_range(row, value, state, charger_id):
+            targets.append((row, None if slot is None else state.chargers[slot]))
+        for (row, charger), value in zip(targets, raw, strict=True):
+            if value != NONE16 and not self._in_range(row, value, state, charger):
                 return ILLEGAL_VALUE
         return targets
 
@@ -146,9 +146,10 @@ class OverrideBook:
         return any(ip in net for net in self.config.allowed_clients)
 
     @staticmethod
-    def _in_range(row: Register, value: int, state: ExportState, charger_id: str) -> bool:
-        if charger_id:
-            charger = next(c for c in state.chargers if c.id == charger_id)
+    def _in_range(
+        row: Register, value: int, state: ExportState, charger: ChargerState | None
+    ) -> bool:
+        if charger is not None:
             symbols = {"min": charger.min_a, "max": charger.max_a}
         else:
             symbols = {"fuse": state.breaker_limit_a, "fuse_w": state.breaker_limit_w}
