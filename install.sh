@@ -5,6 +5,8 @@
 set -euo pipefail
 # The service user must be able to read the venv whatever umask sudo came with.
 umask 022
+# The installed code, not whatever a caller's PYTHONPATH points at, must answer check-config.
+unset PYTHONPATH PYTHONHOME
 
 NAME=evse-gateway
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
