@@ -6,10 +6,11 @@ anywhere names the file, the line and the key (`gateway.tomlfile`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
+from gateway.logsetup import LogConfig, read_log
 from gateway.model import Charger, Site
 from gateway.schema import SchemaError, Table
 from gateway.tomlfile import read_toml
@@ -32,6 +33,7 @@ class Config:
     path: str
     site: Site
     chargers: tuple[ChargerConfig, ...]
+    log: LogConfig = field(default_factory=LogConfig)
 
 
 def _read_charger(t: Table, site: Site) -> ChargerConfig:
@@ -48,7 +50,8 @@ def read_config(top: Table, path: str) -> Config:
     site_table.finish()
     chargers = top.each("chargers", lambda t: _read_charger(t, site), ())
     check_chargers(tuple(c.charger for c in chargers), site, "chargers")
-    return Config(path=path, site=site, chargers=chargers)
+    log = read_log(top)
+    return Config(path=path, site=site, chargers=chargers, log=log)
 
 
 def load_config(path: str | Path) -> Config:
