@@ -71,6 +71,19 @@ def make_pi_root(root: Path) -> Path:
     return root
 
 
+def unit_root(root: Path, unit_text: str) -> Path:
+    """A Pi root holding just a unit and an executable where its ExecStart points."""
+    make_pi_root(root)
+    unit = root / UNIT
+    unit.parent.mkdir(parents=True)
+    unit.write_text(unit_text)
+    (root / VENV_BIN).mkdir(parents=True)
+    exe = root / VENV_BIN / "evse-gateway"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    return root
+
+
 def install(source: Path, root: Path, *args: str) -> subprocess.CompletedProcess:
     # The machine's pip config (extra indexes, find-links) must not leak into the test.
     env = dict(os.environ, PIP_CONFIG_FILE=os.devnull)
@@ -174,15 +187,8 @@ def test_systemd_analyze_verify_accepts_the_installed_unit(fresh):
 
 def test_systemd_analyze_verify_catches_a_bad_unit(tmp_path):
     # The check above can fail: the same root with one misspelt key does not pass.
-    root = make_pi_root(tmp_path)
-    unit = root / UNIT
-    unit.parent.mkdir(parents=True)
     text = (ROOT / "systemd/evse-gateway.service").read_text()
-    unit.write_text(text.replace("NoNewPrivileges=", "NoNewPrivilege="))
-    (root / VENV_BIN).mkdir(parents=True)
-    exe = root / VENV_BIN / "evse-gateway"
-    exe.write_text("#!/bin/sh\n")
-    exe.chmod(0o755)
+    root = unit_root(tmp_path, text.replace("NoNewPrivileges=", "NoNewPrivilege="))
     verified = analyze(root, "verify")
     assert "Unknown key 'NoNewPrivilege'" in verified.stderr
 
@@ -308,14 +314,7 @@ def test_a_server_below_1024_gets_the_capability(tmp_path):
 
 
 def test_systemd_accepts_the_dropin_and_grants_the_capability(tmp_path):
-    root = make_pi_root(tmp_path / "root")
-    unit = root / UNIT
-    unit.parent.mkdir(parents=True)
-    unit.write_bytes((ROOT / "systemd/evse-gateway.service").read_bytes())
-    (root / VENV_BIN).mkdir(parents=True)
-    exe = root / VENV_BIN / "evse-gateway"
-    exe.write_text("#!/bin/sh\n")
-    exe.chmod(0o755)
+    root = unit_root(tmp_path / "root", (ROOT / "systemd/evse-gateway.service").read_text())
     dropin = root / (UNIT + ".d/low-port.conf")
     dropin.parent.mkdir()
     dropin.write_text(dropin_for(tmp_path, "[export]\nport = 502\n"))
