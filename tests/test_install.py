@@ -99,7 +99,8 @@ def install(source: Path, root: Path, *args: str) -> subprocess.CompletedProcess
 
 def installed(source: Path, root: Path, *args: str) -> subprocess.CompletedProcess:
     result = install(source, root, *args)
-    assert result.returncode == 0, result.stdout + result.stderr
+    hint = "\n(bdist_wheel or setuptools missing? ./dev.sh test apt-installs python3-wheel)"
+    assert result.returncode == 0, result.stdout + result.stderr + hint
     return result
 
 
