@@ -82,7 +82,7 @@ if [ -n "$root" ]; then
     systemctl_root=(--root="$root")
 else
     systemctl_root=()
-    [ "$(id -u)" -eq 0 ] || die "run as root: sudo $0 $*"
+    [ "$(id -u)" -eq 0 ] || die "run as root: sudo $0 (or --root DIR to stage an install)"
 fi
 
 OPT=$root/opt/$NAME
