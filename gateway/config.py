@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
 from gateway.export.config import ExportConfig, read_export
+from gateway.logsetup import LogConfig, read_log
 from gateway.model import Charger, Site
 from gateway.schema import SchemaError, Table
 from gateway.tomlfile import read_toml
@@ -34,6 +35,7 @@ class Config:
     site: Site
     chargers: tuple[ChargerConfig, ...]
     export: ExportConfig = field(default_factory=ExportConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
 
 def _read_charger(t: Table, site: Site) -> ChargerConfig:
@@ -50,8 +52,13 @@ def read_config(top: Table, path: str) -> Config:
     site_table.finish()
     chargers = top.each("chargers", lambda t: _read_charger(t, site), ())
     check_chargers(tuple(c.charger for c in chargers), site, "chargers")
-    export = read_export(top)
-    return Config(path=path, site=site, chargers=chargers, export=export)
+    return Config(
+        path=path,
+        site=site,
+        chargers=chargers,
+        export=read_export(top),
+        log=read_log(top),
+    )
 
 
 def load_config(path: str | Path) -> Config:
