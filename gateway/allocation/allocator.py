@@ -41,6 +41,7 @@ class Seat:
     index: int
     mask: int  # site phases it draws on (bits A=1, B=2, C=4)
     lines: int
+    wired: int  # charger lines connected to site phases
     circuits: tuple[str, ...]
     active: bool
     released: bool
@@ -62,10 +63,11 @@ def _seat(charger: Charger, index: int, site: Site, circuits: tuple[str, ...]) -
     wired = wired_lines(charger, site.phases)
     lines = range(wired)
     active = charger.status in ACTIVE_STATUSES
-    drawing = [k for k in lines if charger.draw_a[k] > DRAWING_A]
-    if active and 0 < len(drawing) < wired:
-        # A car using fewer lines than the charger has: leave the others free.
-        lines = drawing
+    if active and wired > 1:
+        drawing = [k for k in lines if charger.draw_a[k] > DRAWING_A]
+        if 0 < len(drawing) < wired:
+            # A car using fewer lines than the charger has: leave the others free.
+            lines = drawing
     mask = 0
     for k in lines:
         mask |= _BIT[phase_map[k]]
@@ -74,7 +76,7 @@ def _seat(charger: Charger, index: int, site: Site, circuits: tuple[str, ...]) -
         and sum(charger.draw_a) < DRAWING_A
         and charger.idle_s >= site.release_after_s
     )
-    return Seat(charger, index, mask, popcount(mask), circuits, active, released)
+    return Seat(charger, index, mask, popcount(mask), wired, circuits, active, released)
 
 
 class _Allocator:
@@ -95,7 +97,7 @@ class _Allocator:
         household = list(m.grid_current_a)
         for seat in self.seats:
             charger = seat.charger
-            for k in range(wired_lines(charger, site.phases)):
+            for k in range(seat.wired):
                 household[_INDEX[charger.phase_map[k]]] -= charger.draw_a[k]
         self.household = tuple(household)
         self.battery: BatteryView = battery_view(site, m.battery_soc, m.battery_power_w, self.volts)
@@ -124,11 +126,11 @@ class _Allocator:
 
     def limit(self, seat: Seat, pools: Pools, base: float) -> float:
         """The most it can hold in total, given what it holds (`base`) already."""
-        return min(
-            seat.charger.max_a,
-            self.ceiling(seat, pools, base),
-            base + pools.wires(seat.mask, seat.circuits),
-        )
+        charger = seat.charger
+        wires = base + pools.wires(seat.mask, seat.circuits)
+        if charger.mode is Mode.STANDARD:
+            return min(charger.max_a, wires)
+        return min(charger.max_a, self.ceiling(seat, pools, base), wires)
 
     def give(self, seat: Seat, amount: float, pools: Pools | None = None) -> None:
         if amount > 0.0:
@@ -160,15 +162,15 @@ class _Allocator:
         for urgency in sorted({s.charger.mode.urgency for s in order}):
             rising = [s for s in order if s.charger.mode.urgency == urgency and s.seated]
             while rising:
-                step = min(self.limit(s, self.pools, s.amount) - s.amount for s in rising)
-                step = min(step, self._even_step(rising))
-                if step > EPS:
-                    for seat in rising:
-                        self.give(seat, step)
-                still = [s for s in rising if self.limit(s, self.pools, s.amount) - s.amount > EPS]
-                if step <= EPS and len(still) == len(rising):
-                    break  # nothing moved and nobody stopped: only rounding noise is left
-                rising = still
+                room = [self.limit(s, self.pools, s.amount) - s.amount for s in rising]
+                rising = [s for s, r in zip(rising, room, strict=True) if r > EPS]
+                if not rising:
+                    break
+                step = min(min(r for r in room if r > EPS), self._even_step(rising))
+                if step <= EPS:
+                    break  # only rounding noise is left
+                for seat in rising:
+                    self.give(seat, step)
 
     def _even_step(self, rising: list[Seat]) -> float:
         """The largest equal rise all of `rising` can take together from shared sources."""

@@ -74,6 +74,8 @@ class Capacity:
     def available(self, mask: int) -> float:
         """The largest current that can flow on every phase of `mask` at once."""
         cap = self.cap
+        if cap[7] <= 0.0:  # the all-phases total is used up: nothing anywhere
+            return 0.0
         best = INF
         for s, k in _TOUCHING[mask]:
             v = cap[s] / k
@@ -94,6 +96,8 @@ class Capacity:
         grid uses up only the part of the surplus there was.
         """
         cap = self.cap
+        if cap[7] <= 0.0:
+            return
         for containing in _PER_PHASE[mask]:
             give = amount
             for s in containing:
@@ -106,4 +110,7 @@ class Capacity:
     def tight(self, mask: int, eps: float) -> bool:
         """Whether some subset touching `mask` is used up."""
         cap = self.cap
-        return any(cap[s] <= eps for s, _ in _TOUCHING[mask])
+        for s, _ in _TOUCHING[mask]:  # noqa: SIM110 (a loop: no generator on a hot path)
+            if cap[s] <= eps:
+                return True
+        return False
