@@ -6,11 +6,12 @@ anywhere names the file, the line and the key (`gateway.tomlfile`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
 from gateway.model import Charger, Site
+from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
 from gateway.schema import SchemaError, Table
 from gateway.tomlfile import read_toml
 
@@ -21,6 +22,7 @@ class ChargerConfig:
     # The current a charger falls back to when the gateway is gone or its data is stale
     # (the OCPP low-stack profile and the controller's stale-data failsafe share it).
     failsafe_a: float
+    ocpp: ChargerOcpp = field(default_factory=ChargerOcpp)
 
     @property
     def id(self) -> str:
@@ -32,6 +34,7 @@ class Config:
     path: str
     site: Site
     chargers: tuple[ChargerConfig, ...]
+    ocpp: OcppConfig = field(default_factory=OcppConfig)
 
 
 def _read_charger(t: Table, site: Site) -> ChargerConfig:
@@ -39,7 +42,7 @@ def _read_charger(t: Table, site: Site) -> ChargerConfig:
     failsafe = t.number("failsafe_a", charger.min_a, lo=0, hi=charger.max_a)
     if 0 < failsafe < charger.min_a:
         raise SchemaError(t.at("failsafe_a"), f"must be 0 or >= min_a ({charger.min_a:g})")
-    return ChargerConfig(charger=charger, failsafe_a=failsafe)
+    return ChargerConfig(charger=charger, failsafe_a=failsafe, ocpp=read_charger_ocpp(t))
 
 
 def read_config(top: Table, path: str) -> Config:
@@ -48,7 +51,11 @@ def read_config(top: Table, path: str) -> Config:
     site_table.finish()
     chargers = top.each("chargers", lambda t: _read_charger(t, site), ())
     check_chargers(tuple(c.charger for c in chargers), site, "chargers")
-    return Config(path=path, site=site, chargers=chargers)
+    ocpp_table = top.table("ocpp", None)
+    ocpp = read_ocpp(ocpp_table)
+    if ocpp_table is not None:
+        ocpp_table.finish()
+    return Config(path=path, site=site, chargers=chargers, ocpp=ocpp)
 
 
 def load_config(path: str | Path) -> Config:
