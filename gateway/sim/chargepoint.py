@@ -142,6 +142,8 @@ class SimChargePoint:
         )
         self.ignore_limits = False
         self.profiles: list[Profile] = []
+        self.installs = 0  # SetChargingProfile requests seen
+        self.clears = 0  # ClearChargingProfile requests seen
         self.config: dict[str, str] = {}
         self.plugged = False
         self.transaction: str | None = None
@@ -155,6 +157,7 @@ class SimChargePoint:
         self._cp: _Sim16 | _Sim201 | None = None
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task | None = None
+        self._physics: asyncio.Task | None = None
         self._stopping = False
         self._offline_until = 0.0
         self._seq = 0
@@ -165,15 +168,25 @@ class SimChargePoint:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
+        self._physics = asyncio.create_task(self._drive())
+
+    async def _drive(self) -> None:
+        """The car charges whether or not the charger is online."""
+        while True:
+            now = self.clock()
+            self.ev.offer(self.effective_limit_a(now) if self.plugged else 0.0, now)
+            self.ev.advance(now, self.voltage_v)
+            await asyncio.sleep(self.tick_s)
 
     async def stop(self) -> None:
         self._stopping = True
         if self._ws is not None:
             await self._ws.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._physics):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def disconnect(self, offline_s: float = 0.0, forget_profiles: bool = False) -> None:
         """Drop the connection (like a network loss); reconnect after `offline_s`."""
@@ -280,6 +293,7 @@ class SimChargePoint:
         return limit if p.unit == "A" else limit / (self.voltage_v * self.ev.phases)
 
     def install(self, profile: Profile) -> str:
+        self.installs += 1
         if profile.unit not in self.rate_units:
             return "Rejected"
         if profile.stack > self.max_stack_level or profile.connector > 1:
@@ -301,6 +315,7 @@ class SimChargePoint:
         return "Accepted"
 
     def clear(self, profile_id: int | None, purpose: str | None, stack: int | None) -> str:
+        self.clears += 1
         keep = [
             p
             for p in self.profiles
@@ -376,9 +391,6 @@ class SimChargePoint:
 
     async def _tick_until_closed(self, reader: asyncio.Task) -> None:
         while not reader.done():
-            now = self.clock()
-            self.ev.offer(self.effective_limit_a(now) if self.plugged else 0.0, now)
-            self.ev.advance(now, self.voltage_v)
             await self._report_status()
             if time.monotonic() >= self._meter_sent + self._interval():
                 self._meter_sent = time.monotonic()
