@@ -120,6 +120,7 @@ class Control:
             self.reinstall = False
         await self._install_base()
         self.sent_key = None  # the dynamic layer goes out again right after
+        self.changed_at = time.time()  # readings from before our profiles prove nothing
 
     def _choose(self, caps: Capabilities) -> None:
         wanted = self.target.ocpp.rate_unit
