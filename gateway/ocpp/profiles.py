@@ -87,29 +87,25 @@ def _schedule(layer: Layer, kind: str, now: float) -> dict:
     return schedule
 
 
-def profile_16(layer: Layer, kind: str, now: float) -> dict:
-    """A 1.6 `csChargingProfiles` value."""
+def _profile(layer: Layer, kind: str, id_key: str, schedule: dict | list) -> dict:
     profile = {
-        "charging_profile_id": layer.profile_id,
+        id_key: layer.profile_id,
         "stack_level": layer.stack_level,
         "charging_profile_purpose": PURPOSE,
         "charging_profile_kind": kind.capitalize(),
-        "charging_schedule": _schedule(layer, kind, now),
+        "charging_schedule": schedule,
     }
     if layer.valid_to is not None:
         profile["valid_to"] = iso(layer.valid_to)
     return profile
+
+
+def profile_16(layer: Layer, kind: str, now: float) -> dict:
+    """A 1.6 `csChargingProfiles` value."""
+    return _profile(layer, kind, "charging_profile_id", _schedule(layer, kind, now))
 
 
 def profile_201(layer: Layer, kind: str, now: float) -> dict:
     """A 2.0.1 `chargingProfile` value (its schedule is a list)."""
-    profile = {
-        "id": layer.profile_id,
-        "stack_level": layer.stack_level,
-        "charging_profile_purpose": PURPOSE,
-        "charging_profile_kind": kind.capitalize(),
-        "charging_schedule": [{"id": layer.profile_id, **_schedule(layer, kind, now)}],
-    }
-    if layer.valid_to is not None:
-        profile["valid_to"] = iso(layer.valid_to)
-    return profile
+    schedule = [{"id": layer.profile_id, **_schedule(layer, kind, now)}]
+    return _profile(layer, kind, "id", schedule)

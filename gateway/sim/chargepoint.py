@@ -532,13 +532,17 @@ def _with_credentials(url: str, user: str, password: str | None) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class _Sim16(CP16):
+class _RawReplies:
+    """Lets `send_raw` see the replies to frames the library did not send."""
+
     sim: SimChargePoint
 
     async def route_message(self, raw_msg: Any) -> None:
         if not self.sim.take_raw_reply(raw_msg):
-            await super().route_message(raw_msg)
+            await super().route_message(raw_msg)  # type: ignore[misc]
 
+
+class _Sim16(_RawReplies, CP16):
     @on("SetChargingProfile")
     def on_set_profile(self, connector_id: int, cs_charging_profiles: dict, **kw: Any) -> Any:
         profile = read_profile(cs_charging_profiles, connector_id, "1.6", self.sim.clock())
@@ -572,13 +576,7 @@ class _Sim16(CP16):
         return res16.ChangeAvailability(status="Accepted")
 
 
-class _Sim201(CP201):
-    sim: SimChargePoint
-
-    async def route_message(self, raw_msg: Any) -> None:
-        if not self.sim.take_raw_reply(raw_msg):
-            await super().route_message(raw_msg)
-
+class _Sim201(_RawReplies, CP201):
     @on("SetChargingProfile")
     def on_set_profile(self, evse_id: int, charging_profile: dict, **kw: Any) -> Any:
         profile = read_profile(charging_profile, evse_id, "2.0.1", self.sim.clock())
