@@ -280,8 +280,9 @@ def test_reconnect_and_reboot_reapply_profiles(version: str) -> None:
             site.cs.set_limit("CP1", 11)
             await until(lambda: sim.effective_limit_a() == 11.0, what="limit")
             # Like go-e: a network loss and the charger forgets its profiles.
-            await sim.disconnect(offline_s=0.2, forget_profiles=True)
+            await sim.disconnect(offline_s=0.3, forget_profiles=True)
             assert sim.effective_limit_a() == sim.max_a
+            await until(lambda: not site.state().online, what="seen offline")
             await until(
                 lambda: sim.connections == 2 and sim.effective_limit_a() == 11.0,
                 what="re-applied after reconnect",

@@ -344,8 +344,10 @@ class SimChargePoint:
             try:
                 await self._session()
             except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError) as exc:
+                # Once per outage at INFO: a charger retries every reconnect_s.
+                level = logging.DEBUG if repr(exc) == repr(self.last_error) else logging.INFO
+                log.log(level, "%s: connection ended: %r", self.id, exc)
                 self.last_error = exc
-                log.info("%s: connection ended: %r", self.id, exc)
             finally:
                 self._cp, self._ws = None, None
                 self.connected.clear()
