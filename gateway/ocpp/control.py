@@ -58,6 +58,7 @@ class Control:
         self.checked_reading: float | None = None
         self.strikes = 0
         self.reinstall = False
+        self.running = True
 
     async def run(self) -> None:
         try:
@@ -71,7 +72,7 @@ class Control:
 
     async def _run(self) -> None:
         await self._wait_for_boot()
-        while True:
+        while self.running:
             self.live.wake.clear()
             if self.live.boots != self.boots_seen or self.reinstall:
                 await self.setup()

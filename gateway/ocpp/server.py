@@ -167,15 +167,18 @@ class CentralSystem:
         session.setup_session(live, target.phases, self.cfg.heartbeat_interval_s)
         live.online, live.protocol = True, session.protocol
         log.info("%s: connected (%s) from %s", cid, session.protocol, ws.remote_address)
-        control = asyncio.create_task(Control(session, live, target, self.cfg).run())
+        control = Control(session, live, target, self.cfg)
+        task = asyncio.create_task(control.run())
         try:
             await session.start()
         except ConnectionClosed as exc:
             log.info("%s: disconnected (%s)", cid, exc)
         finally:
-            control.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await control
             if self._connections.get(cid) is ws:
                 del self._connections[cid]
                 live.online = False
+            # Python 3.11's wait_for can swallow a cancel; the flag ends the loop anyway.
+            control.running = False
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

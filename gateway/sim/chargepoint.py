@@ -364,17 +364,29 @@ class SimChargePoint:
             cp.sim = self
             self._ws, self._cp = ws, cp
             self.connections += 1
-            reader = asyncio.create_task(cp.start())
+            # A call in flight when the socket closes would wait for its reply until the
+            # response timeout: whichever of reading and talking ends first ends both.
+            tasks = {asyncio.create_task(cp.start()), asyncio.create_task(self._talk(cp))}
             try:
-                if self.connections == 1 or self.boot_on_reconnect or self.boots_pending:
-                    await self._boot(cp)
-                await self._report_status(force=True)
-                self.connected.set()
-                await self._tick_until_closed(reader)
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                    await reader
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for task in done:
+                task.result()  # raises what ended the session
+
+    async def _talk(self, cp: _Sim16 | _Sim201) -> None:
+        if self.connections == 1 or self.boot_on_reconnect or self.boots_pending:
+            await self._boot(cp)
+        await self._report_status(force=True)
+        self.connected.set()
+        while True:
+            await self._report_status()
+            if time.monotonic() >= self._meter_sent + self._interval():
+                self._meter_sent = time.monotonic()
+                await self._meter_values()
+            await asyncio.sleep(self.tick_s)
 
     async def _boot(self, cp: _Sim16 | _Sim201) -> None:
         self.boots_pending = False
@@ -390,15 +402,6 @@ class SimChargePoint:
                     reason="PowerUp",
                 )
             )
-
-    async def _tick_until_closed(self, reader: asyncio.Task) -> None:
-        while not reader.done():
-            await self._report_status()
-            if time.monotonic() >= self._meter_sent + self._interval():
-                self._meter_sent = time.monotonic()
-                await self._meter_values()
-            await asyncio.wait({reader}, timeout=self.tick_s)
-        reader.result()  # raises ConnectionClosed
 
     def _interval(self) -> float:
         key = "MeterValueSampleInterval" if self.version == "1.6" else "TxUpdatedInterval"
