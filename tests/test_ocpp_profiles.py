@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,6 +215,7 @@ def test_config_reads_ocpp_keys(tmp_path: Path) -> None:
     [
         ("[ocpp]\nprot = 1\n", 18, "ocpp.prot", "unknown key"),
         ('[ocpp]\ntls_cert = "a.pem"\n', 17, "ocpp.tls_key", "together"),
+        ('[ocpp]\ntls_cert = "/nonexistent.pem"\ntls_key = "k"\n', 18, "ocpp.tls_cert", "no such"),
         ("[ocpp]\nrefresh_s = 60\nvalidity_s = 100\n", 19, "ocpp.validity_s", ">= 2 x"),
     ],
 )
@@ -234,3 +236,11 @@ def test_bad_charger_ocpp_key(tmp_path: Path) -> None:
     with pytest.raises(TomlError) as err:
         load_config(path)
     assert str(err.value).startswith(f"{path}:10: chargers[0].rate_unit: must be one of")
+
+
+def test_check_config_exits_2_naming_the_ocpp_key(tmp_path: Path, cli: Any) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text(BASE_TOML + "\n[ocpp]\nport = 99999\n")
+    result = cli("check-config", str(path))
+    assert result.returncode == 2
+    assert f"{path}:18: ocpp.port: must be <= 65535" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from gateway.schema import SchemaError, Table
 
@@ -81,6 +82,10 @@ def read_ocpp(t: Table | None) -> OcppConfig:
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         key = "tls_key" if cfg.tls_key is None else "tls_cert"
         raise SchemaError(t.at(key), "tls_cert and tls_key must be given together")
+    for key in ("tls_cert", "tls_key"):
+        name = getattr(cfg, key)
+        if name is not None and not Path(name).is_file():
+            raise SchemaError(t.at(key), f"no such file: {name}")
     # Two refreshes may get lost before the dynamic layer lapses.
     if cfg.validity_s < 2 * cfg.refresh_s:
         raise SchemaError(t.at("validity_s"), f"must be >= 2 x refresh_s ({cfg.refresh_s:g})")

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from ocpp.exceptions import OCPPError
 from websockets.exceptions import ConnectionClosed
 
+from gateway.model import ACTIVE_STATUSES
 from gateway.ocpp.config import ChargerOcpp, OcppConfig
 from gateway.ocpp.profiles import DYNAMIC_ID, Layer, base_layer, dynamic_layer, wire_limit
 from gateway.ocpp.session import Capabilities, Session16, Session201
@@ -54,6 +55,7 @@ class Control:
         self.boots_seen = -1  # forces the first setup
         self.sent_key: tuple[float, int] | None = None
         self.sent_at = 0.0
+        self.applied_until = 0.0  # when the last accepted dynamic layer lapses
         self.changed_at = 0.0
         self.checked_reading: float | None = None
         self.strikes = 0
@@ -184,16 +186,17 @@ class Control:
             return await self.send_if_due(now, force=True)
         if key != self.sent_key:
             self.changed_at = now
-            log.info("%s: limit %g A (%g %s)", self.target.id, amps, limit, self.unit)
+            log.debug("%s: limit %g A (%g %s)", self.target.id, amps, limit, self.unit)
         self.sent_key, self.sent_at = key, now
         if status == "Accepted":
             self.live.applied_a = amps
+            self.applied_until = now + self.cfg.validity_s
             if self.live.obeys:
                 self.live.problem = ""
 
     def expected_a(self, now: float) -> float:
-        amps = self.wanted(now)
-        if amps is None or self.live.applied_a is None:
+        """What the charger should offer now: the dynamic layer while it lasts."""
+        if self.live.applied_a is None or now >= self.applied_until:
             return self.target.failsafe_a
         return self.live.applied_a
 
@@ -203,6 +206,9 @@ class Control:
         if reading_at is None or reading_at == self.checked_reading:
             return
         self.checked_reading = reading_at
+        # Without a car an idle charger may offer its hardware maximum: nothing to check.
+        if self.live.status not in ACTIVE_STATUSES:
+            return
         if reading_at < self.changed_at + self.cfg.obey_grace_s:
             return
         expected = self.expected_a(now)

@@ -112,7 +112,10 @@ class CentralSystem:
             return None
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self.cfg.tls_cert, self.cfg.tls_key)
+        try:
+            ctx.load_cert_chain(self.cfg.tls_cert, self.cfg.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot load OCPP TLS certificate/key: {exc}") from exc
         return ctx
 
     def _target(self, cid: str) -> Target | None:
