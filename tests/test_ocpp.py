@@ -148,6 +148,30 @@ def test_watt_only_charger_gets_watts(version: str) -> None:
     run(scenario)
 
 
+def test_charger_refusing_high_stack_and_amps_unannounced() -> None:
+    async def scenario() -> None:
+        async with Lab(config(charger(phases=1))) as site:
+            sim = SimChargePoint(
+                "CP1",
+                f"{site.url()}/CP1",
+                max_stack_level=1,
+                rate_units=("W",),
+                ev=EV(phases=1, lag_s=0.1),
+            )
+            # It claims more than it takes, like chargers after a firmware update.
+            sim.config["ChargeProfileMaxStackLevel"] = "5"
+            sim.config["ChargingScheduleAllowedChargingRateUnit"] = "Current,Power"
+            site.sims.append(sim)
+            await sim.start()
+            site.cs.set_limit("CP1", 10)
+            await until(lambda: sim.effective_limit_a() == pytest.approx(10.0), what="limit")
+            assert {(p.stack, p.unit) for p in sim.profiles} == {(0, "W"), (1, "W")}
+            await until(lambda: site.state().limit_a == 10.0, what="accepted")
+            assert site.state().problem == ""
+
+    run(scenario)
+
+
 def test_auth_refusals_name_the_reason(caplog: pytest.LogCaptureFixture) -> None:
     async def attempt(site: Lab, cid: str, user: str | None, password: str = "") -> int:
         headers = {}

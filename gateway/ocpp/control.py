@@ -179,9 +179,7 @@ class Control:
         limit = wire_limit(amps, self.unit, self.target.ocpp.limit_step_a, volts, phases)
         layer = dynamic_layer(limit, self.unit, self.stack, now, self.cfg.validity_s, self.base)
         status = await self._send(layer, "limit")
-        if status == "Rejected" and self.unit == "A" and self.target.ocpp.rate_unit == "auto":
-            log.warning("%s: amps refused, switching to watts", self.target.id)
-            self.unit = "W"
+        if status == "Rejected" and self._fall_back():
             await self._install_base()
             return await self.send_if_due(now, force=True)
         if key != self.sent_key:
@@ -193,6 +191,21 @@ class Control:
             self.applied_until = now + self.cfg.validity_s
             if self.live.obeys:
                 self.live.problem = ""
+
+    def _fall_back(self) -> bool:
+        """After a refused limit, drop what real chargers refuse: a high stack, then amps."""
+        o = self.target.ocpp
+        if o.stack_level is None and self.stack > DEFAULT_STACK:
+            log.warning(
+                "%s: stack level %d refused, trying %d", self.target.id, self.stack, DEFAULT_STACK
+            )
+            self.stack = DEFAULT_STACK
+            return True
+        if o.rate_unit == "auto" and self.unit == "A":
+            log.warning("%s: amps refused, switching to watts", self.target.id)
+            self.unit = "W"
+            return True
+        return False
 
     def expected_a(self, now: float) -> float:
         """What the charger should offer now: the dynamic layer while it lasts."""
