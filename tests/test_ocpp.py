@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import shutil
 import ssl
 import subprocess
@@ -439,7 +440,7 @@ ODD_16 = [
 ]
 
 
-def test_twenty_odd_frames_do_not_break_anything() -> None:
+def test_twenty_odd_frames_do_not_break_anything(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         async with Lab(config(charger(), charger("CP2"))) as site:
             sim = await site.sim()
@@ -456,6 +457,10 @@ def test_twenty_odd_frames_do_not_break_anything() -> None:
             assert sim.connections == 1
 
     run(scenario)
+    # One line per refused frame, no library tracebacks.
+    csms = [r for r in caplog.records if r.name.startswith(("gateway.ocpp", "ocpp.csms"))]
+    assert not [r for r in csms if r.exc_info], "tracebacks logged"
+    assert len([r for r in csms if r.levelno == logging.WARNING]) >= 12
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -27,7 +27,7 @@ from websockets.http11 import Request, Response
 from gateway.config import Config
 from gateway.ocpp.config import ChargerOcpp
 from gateway.ocpp.control import Control, Target
-from gateway.ocpp.session import SESSIONS
+from gateway.ocpp.session import FRAMES, SESSIONS
 from gateway.ocpp.state import ChargerState, Live
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,6 @@ class CentralSystem:
         live.wake.set()
 
     async def start(self) -> None:
-        # The library logs every frame at INFO and a traceback for every refused message;
-        # the sessions log one line of their own instead.
-        logging.getLogger("ocpp").setLevel(logging.CRITICAL)
         self._server = await serve(
             self._on_connect,
             self.cfg.host,
@@ -166,7 +163,9 @@ class CentralSystem:
             await old.close(1000, "replaced by a new connection")
         self._connections[cid] = ws
         session_class = SESSIONS[ws.subprotocol or "ocpp1.6"]
-        session = session_class(cid, ws, response_timeout=self.cfg.response_timeout_s)
+        session = session_class(
+            cid, ws, response_timeout=self.cfg.response_timeout_s, logger=FRAMES
+        )
         session.setup_session(live, target.phases, self.cfg.heartbeat_interval_s)
         live.online, live.protocol = True, session.protocol
         log.info("%s: connected (%s) from %s", cid, session.protocol, ws.remote_address)

@@ -52,6 +52,19 @@ _UNITS = {"current": "A", "a": "A", "power": "W", "w": "W"}
 SKIP_CHECK = True
 
 
+class _DropRefusalTracebacks(logging.Filter):
+    """The library logs a traceback for each CallError we answer; `lenient` logged a line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], OCPPError))
+
+
+# The library's own logger for our sessions: frames at INFO (shown only when `[log]
+# show_libraries` names "ocpp"), without the tracebacks of the refusals we log ourselves.
+FRAMES = logging.getLogger("ocpp.csms")
+FRAMES.addFilter(_DropRefusalTracebacks())
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     rate_units: frozenset[str] = frozenset()  # {"A", "W"} subset; empty = not reported
