@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
+from gateway.export.config import ExportConfig, read_export
+from gateway.logsetup import LogConfig, read_log
 from gateway.model import Charger, Site
 from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
 from gateway.schema import SchemaError, Table
@@ -34,6 +36,8 @@ class Config:
     path: str
     site: Site
     chargers: tuple[ChargerConfig, ...]
+    export: ExportConfig = field(default_factory=ExportConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     ocpp: OcppConfig = field(default_factory=OcppConfig)
 
 
@@ -51,11 +55,14 @@ def read_config(top: Table, path: str) -> Config:
     site_table.finish()
     chargers = top.each("chargers", lambda t: _read_charger(t, site), ())
     check_chargers(tuple(c.charger for c in chargers), site, "chargers")
-    ocpp_table = top.table("ocpp", None)
-    ocpp = read_ocpp(ocpp_table)
-    if ocpp_table is not None:
-        ocpp_table.finish()
-    return Config(path=path, site=site, chargers=chargers, ocpp=ocpp)
+    return Config(
+        path=path,
+        site=site,
+        chargers=chargers,
+        export=read_export(top),
+        log=read_log(top),
+        ocpp=read_ocpp(top),
+    )
 
 
 def load_config(path: str | Path) -> Config:

@@ -1,9 +1,345 @@
-"""Every charger's current in one pass (being written; see ALLOCATION contract)."""
+"""Every charger's current in one pass over one snapshot (the contract: ALLOCATION in docs).
+
+Pure: no I/O, no clock. Steps: household = grid − measured charger draw; build the
+pools once; serve active chargers in order (mode urgency, priority, config order) with
+the site's distribution strategy; released SuspendedEV chargers get their minimum only
+from what is left; idle chargers are told what they would get; round down to 0.1 A.
+"""
 
 from __future__ import annotations
 
-from gateway.model import Allocation, Snapshot
+import math
+from dataclasses import dataclass
+
+from gateway.allocation.capacity import popcount
+from gateway.allocation.pools import BatteryView, Pools, battery_view, build_pools
+from gateway.model import (
+    ACTIVE_STATUSES,
+    PHASE_NAMES,
+    Allocation,
+    Charger,
+    ChargerAllocation,
+    Distribution,
+    Mode,
+    Reason,
+    Site,
+    SiteSummary,
+    Snapshot,
+)
+
+EPS = 1e-6
+DRAWING_A = 1.0  # a line carrying more than this is in use
+_BIT = {name: 1 << i for i, name in enumerate(PHASE_NAMES)}
+_INDEX = {name: i for i, name in enumerate(PHASE_NAMES)}
+
+
+@dataclass(slots=True)
+class Seat:
+    """One charger during allocation."""
+
+    charger: Charger
+    index: int
+    mask: int  # site phases it draws on (bits A=1, B=2, C=4)
+    lines: int
+    circuits: tuple[str, ...]
+    active: bool
+    released: bool
+    amount: float = 0.0
+    seated: bool = False  # got its minimum in the first pass
+
+    @property
+    def sort_key(self) -> tuple[int, int, int]:
+        return (self.charger.mode.urgency, self.charger.priority, self.index)
+
+
+def wired_lines(charger: Charger, site_phases: int) -> int:
+    """Charger lines connected to site phases (on a 1-phase site only L1)."""
+    return min(charger.phases, len(charger.phase_map), site_phases)
+
+
+def _seat(charger: Charger, index: int, site: Site, circuits: tuple[str, ...]) -> Seat:
+    phase_map = charger.phase_map
+    wired = wired_lines(charger, site.phases)
+    lines = range(wired)
+    active = charger.status in ACTIVE_STATUSES
+    drawing = [k for k in lines if charger.draw_a[k] > DRAWING_A]
+    if active and 0 < len(drawing) < wired:
+        # A car using fewer lines than the charger has: leave the others free.
+        lines = drawing
+    mask = 0
+    for k in lines:
+        mask |= _BIT[phase_map[k]]
+    released = (
+        charger.status == "SuspendedEV"
+        and sum(charger.draw_a) < DRAWING_A
+        and charger.idle_s >= site.release_after_s
+    )
+    return Seat(charger, index, mask, popcount(mask), circuits, active, released)
+
+
+class _Allocator:
+    def __init__(self, snapshot: Snapshot) -> None:
+        site, m = snapshot.site, snapshot.measurements
+        self.site = site
+        self.volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else site.voltage_v
+        circuits_of: dict[str, tuple[str, ...]] = {}
+        for circuit in site.circuits:
+            for member in circuit.chargers:
+                circuits_of[member] = (*circuits_of.get(member, ()), circuit.name)
+        self.soc = m.battery_soc
+        self.seats = [
+            _seat(c, i, site, circuits_of.get(c.id, ())) for i, c in enumerate(snapshot.chargers)
+        ]
+
+        # A reading on a line that is not wired to the site cannot be on its phases.
+        household = list(m.grid_current_a)
+        for seat in self.seats:
+            charger = seat.charger
+            for k in range(wired_lines(charger, site.phases)):
+                household[_INDEX[charger.phase_map[k]]] -= charger.draw_a[k]
+        self.household = tuple(household)
+        self.battery: BatteryView = battery_view(site, m.battery_soc, m.battery_power_w, self.volts)
+        self.pools = build_pools(site, self.household, self.battery, self.volts)
+        self.fresh = self.pools.copy()
+
+    # -- what a charger may take ---------------------------------------------------
+
+    def ceiling(self, seat: Seat, pools: Pools, base: float) -> float:
+        """The most its mode lets it take from the sources it may use."""
+        c = seat.charger
+        mode = c.mode
+        if mode is Mode.STANDARD:
+            return c.max_a
+        below_target = not self.battery.at_target
+        if mode is Mode.ECO:
+            if below_target:
+                return c.min_a
+            return max(c.min_a, base + pools.surplus.available(seat.mask))
+        if mode is Mode.SOLAR:
+            return 0.0 if below_target else base + pools.surplus.available(seat.mask)
+        excess = pools.excess.available(seat.mask)
+        if base <= 0.0 and excess <= EPS:
+            return 0.0
+        return max(c.min_a, base + excess)
+
+    def limit(self, seat: Seat, pools: Pools, base: float) -> float:
+        """The most it can hold in total, given what it holds (`base`) already."""
+        return min(
+            seat.charger.max_a,
+            self.ceiling(seat, pools, base),
+            base + pools.wires(seat.mask, seat.circuits),
+        )
+
+    def give(self, seat: Seat, amount: float, pools: Pools | None = None) -> None:
+        if amount > 0.0:
+            (pools or self.pools).grant(seat.mask, seat.circuits, amount)
+            if pools is None:
+                seat.amount += amount
+
+    # -- distribution strategies ----------------------------------------------------
+
+    def reserve_minimums(self, order: list[Seat]) -> None:
+        for seat in order:
+            if self.limit(seat, self.pools, 0.0) >= seat.charger.min_a - EPS:
+                self.give(seat, seat.charger.min_a)
+                seat.seated = True
+
+    def fill_in_order(self, order: list[Seat]) -> None:
+        """`priority`, second pass: the remainder to the first in order, then the next."""
+        for seat in order:
+            if seat.seated:
+                self.give(seat, self.limit(seat, self.pools, seat.amount) - seat.amount)
+
+    def fill_evenly(self, order: list[Seat]) -> None:
+        """`shared`, second pass: water-filling within each urgency tier.
+
+        All chargers still wanting rise together; one stops when it reaches its limit or
+        a source on one of its phases runs out, the others keep rising. A phase that runs
+        out therefore stops only the chargers that use it.
+        """
+        for urgency in sorted({s.charger.mode.urgency for s in order}):
+            rising = [s for s in order if s.charger.mode.urgency == urgency and s.seated]
+            while rising:
+                step = min(self.limit(s, self.pools, s.amount) - s.amount for s in rising)
+                step = min(step, self._even_step(rising))
+                if step > EPS:
+                    for seat in rising:
+                        self.give(seat, step)
+                still = [s for s in rising if self.limit(s, self.pools, s.amount) - s.amount > EPS]
+                if step <= EPS and len(still) == len(rising):
+                    break  # nothing moved and nobody stopped: only rounding noise is left
+                rising = still
+
+    def _even_step(self, rising: list[Seat]) -> float:
+        """The largest equal rise all of `rising` can take together from shared sources."""
+        step = math.inf
+        sources = [(self.pools.physical, rising)]
+        sources += [
+            (cap, [s for s in rising if name in s.circuits])
+            for name, cap in self.pools.circuits.items()
+        ]
+        mode = rising[0].charger.mode
+        if mode in (Mode.ECO, Mode.SOLAR):
+            sources.append((self.pools.surplus, rising))
+        elif mode is Mode.EXCESS:
+            sources.append((self.pools.excess, rising))
+        for capacity, members in sources:
+            if not members:
+                continue
+            masks = [0] * 8
+            for seat in members:
+                masks[seat.mask] += 1
+            used = [(m, k) for m, k in enumerate(masks) if k]
+            cap = capacity.cap
+            for s in range(1, 8):
+                count = sum(k * popcount(s & m) for m, k in used)
+                if count and cap[s] < step * count:
+                    step = cap[s] / count
+        return step
+
+    def take_in_order(self, order: list[Seat], trim_for_next: bool) -> None:
+        """`strict` (and `optimized` with `trim_for_next`)."""
+        for i, seat in enumerate(order):
+            want = self.limit(seat, self.pools, 0.0)
+            if want < seat.charger.min_a - EPS:
+                continue
+            if trim_for_next and i + 1 < len(order):
+                want = self._trimmed(seat, want, order[i + 1])
+            self.give(seat, want)
+
+    def _trimmed(self, seat: Seat, want: float, nxt: Seat) -> float:
+        """Trim `want` (never below its minimum) so that `nxt` can reach its minimum."""
+        need = nxt.charger.min_a
+
+        def next_gets(amount: float) -> float:
+            trial = self.pools.copy()
+            self.give(seat, amount, trial)
+            return self.limit(nxt, trial, 0.0)
+
+        if next_gets(want) >= need - EPS or next_gets(seat.charger.min_a) < need - EPS:
+            return want
+        low, high = seat.charger.min_a, want  # next fits at low, not at high
+        for _ in range(40):
+            mid = (low + high) / 2
+            if next_gets(mid) >= need - EPS:
+                low = mid
+            else:
+                high = mid
+        return low
+
+    # -- the pass -------------------------------------------------------------------
+
+    def run(self) -> Allocation:
+        serving = sorted(
+            (s for s in self.seats if s.active and not s.released), key=lambda s: s.sort_key
+        )
+        released = sorted(
+            (s for s in self.seats if s.active and s.released), key=lambda s: s.sort_key
+        )
+        distribution = self.site.distribution
+        if distribution in (Distribution.SHARED, Distribution.PRIORITY):
+            self.reserve_minimums(serving)
+            if distribution is Distribution.SHARED:
+                self.fill_evenly(serving)
+            else:
+                self.fill_in_order(serving)
+        else:
+            self.take_in_order(serving, trim_for_next=distribution is Distribution.OPTIMIZED)
+        # Released cars are offered their minimum only from what everyone else left.
+        self.reserve_minimums(released)
+        return self.result()
+
+    def result(self) -> Allocation:
+        chargers = []
+        drawn = [0.0] * self.site.phases
+        phase_bits = [(i, 1 << i) for i in range(self.site.phases)]
+        for seat in self.seats:
+            charger = seat.charger
+            allocated = _round_down(seat.amount, charger.min_a) if seat.amount else 0.0
+            if allocated:
+                for i, bit in phase_bits:
+                    if seat.mask & bit:
+                        drawn[i] += allocated
+            if charger.mode is Mode.STANDARD:
+                target = _floor(charger.max_a)
+            else:
+                target = _floor(min(charger.max_a, self.ceiling(seat, self.fresh, 0.0)))
+            if seat.active:
+                available = allocated
+            else:
+                want = self.limit(seat, self.pools, 0.0)
+                available = _floor(want) if want >= seat.charger.min_a - EPS else 0.0
+            chargers.append(
+                ChargerAllocation(
+                    id=seat.charger.id,
+                    allocated_a=allocated,
+                    target_a=target,
+                    phases=seat.lines,
+                    mode=seat.charger.mode,
+                    available_a=available,
+                    reason=self.reason(seat, allocated, target),
+                )
+            )
+        site = self.site
+        summary = SiteSummary(
+            household_a=self.household,
+            export_w=sum(max(0.0, -h) for h in self.household) * self.volts,
+            headroom_a=tuple(
+                site.main_breaker_a - h - d for h, d in zip(self.household, drawn, strict=True)
+            ),
+            battery_soc=self.soc,
+        )
+        return Allocation(site=summary, chargers=tuple(chargers))
+
+    def _circuit_full(self, seat: Seat) -> bool:
+        circuits = self.pools.circuits
+        return any(circuits[name].tight(seat.mask, 0.05) for name in seat.circuits)
+
+    def reason(self, seat: Seat, allocated: float, target: float) -> Reason:
+        c = seat.charger
+        if not seat.active:
+            return Reason.NOT_ACTIVE
+        if seat.released:
+            return Reason.RELEASED
+        if allocated <= 0.0:
+            if target < c.min_a:
+                if c.mode is Mode.EXCESS:
+                    return Reason.NO_EXCESS
+                if not self.battery.at_target and c.mode is not Mode.STANDARD:
+                    return Reason.BATTERY_BELOW_TARGET
+                return Reason.NO_SURPLUS
+            return Reason.CIRCUIT_LIMIT if self._circuit_full(seat) else Reason.NO_CAPACITY
+        if allocated < target - 0.05:
+            if seat.circuits and self._circuit_full(seat):
+                return Reason.CIRCUIT_LIMIT
+            if self.pools.physical.tight(seat.mask, 0.05):
+                return Reason.BREAKER_LIMIT
+            if c.mode is Mode.STANDARD:
+                return Reason.SHARED
+        if c.mode is Mode.ECO and allocated <= c.min_a + 0.05:
+            return Reason.ECO_MINIMUM
+        return _MODE_REASON[c.mode]
+
+
+_MODE_REASON = {
+    Mode.STANDARD: Reason.STANDARD,
+    Mode.ECO: Reason.SOLAR_SURPLUS,
+    Mode.SOLAR: Reason.SOLAR_SURPLUS,
+    Mode.EXCESS: Reason.EXCESS_EXPORT,
+}
+
+
+def _floor(value: float) -> float:
+    return max(0.0, math.floor(value * 10 + 1e-6) / 10)
+
+
+def _round_down(value: float, minimum: float) -> float:
+    """0, or at least the minimum, in 0.1 A steps (never rounding a grant up past its pool)."""
+    if value < minimum - EPS or value <= 0.0:
+        return 0.0
+    return max(minimum, _floor(value))
 
 
 def allocate(snapshot: Snapshot) -> Allocation:
-    raise NotImplementedError("allocator under construction")
+    """Every charger's allocation for this snapshot."""
+    return _Allocator(snapshot).run()

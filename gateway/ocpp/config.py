@@ -56,8 +56,9 @@ class OcppConfig:
     obey_strikes: int = 3
 
 
-def read_ocpp(t: Table | None) -> OcppConfig:
-    """Read the `[ocpp]` section (absent = all defaults); the caller finishes the table."""
+def read_ocpp(top: Table) -> OcppConfig:
+    """Read the optional `[ocpp]` section (absent = all defaults) and finish it."""
+    t = top.table("ocpp", None)
     if t is None:
         return OcppConfig()
     d = OcppConfig()
@@ -89,6 +90,7 @@ def read_ocpp(t: Table | None) -> OcppConfig:
     # Two refreshes may get lost before the dynamic layer lapses.
     if cfg.validity_s < 2 * cfg.refresh_s:
         raise SchemaError(t.at("validity_s"), f"must be >= 2 x refresh_s ({cfg.refresh_s:g})")
+    t.finish()
     return cfg
 
 
