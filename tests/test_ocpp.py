@@ -214,6 +214,22 @@ def test_no_subprotocol_is_treated_as_16() -> None:
     run(scenario)
 
 
+def test_new_connection_replaces_the_old_one() -> None:
+    async def scenario() -> None:
+        async with Lab(config(charger())) as site:
+            sim = await site.sim(reconnect_s=0.2)
+            async with connect(f"{site.url()}/CP1", subprotocols=["ocpp1.6"]) as intruder:
+                await until(lambda: sim.connections == 2, what="sim pushed out, back again")
+                await asyncio.wait_for(intruder.wait_closed(), 5)
+                assert intruder.close_code == 1000
+                assert intruder.close_reason == "replaced by a new connection"
+            site.cs.set_limit("CP1", 8)
+            await until(lambda: sim.effective_limit_a() == 8.0, what="limit on the newest")
+            assert site.state().online
+
+    run(scenario)
+
+
 def make_ca(tmp: Path) -> tuple[Path, Path, Path]:
     """A test CA and a server certificate for localhost/127.0.0.1: (ca, cert, key)."""
 
@@ -437,10 +453,11 @@ ODD_16 = [
     ('[2, "m18", "Authorize", {"idTag": "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}]', 3),
     ('[2, "m19", "StopTransaction", {"transactionId": 1}]', 4),
     ("[2, 20, 21, 22]", 4),
+    ('[2, "m21", ["action", "as", "list"], {}]', 4),
 ]
 
 
-def test_twenty_odd_frames_do_not_break_anything(caplog: pytest.LogCaptureFixture) -> None:
+def test_odd_frames_do_not_break_anything(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         async with Lab(config(charger(), charger("CP2"))) as site:
             sim = await site.sim()

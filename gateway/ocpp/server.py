@@ -64,6 +64,7 @@ class CentralSystem:
         self._live: dict[str, Live] = {cid: Live(cid) for cid in self.targets}
         self._connections: dict[str, ServerConnection] = {}
         self._server: Server | None = None
+        self._closing: set[asyncio.Task] = set()
 
     # The hub's interface.
 
@@ -158,10 +159,14 @@ class CentralSystem:
             return
         live = self._live.setdefault(cid, Live(cid))
         old = self._connections.get(cid)
-        if old is not None:
-            log.info("%s: new connection replaces the old one", cid)
-            await old.close(1000, "replaced by a new connection")
         self._connections[cid] = ws
+        if old is not None:
+            # A charger back from a network loss before we noticed: the old socket may be
+            # dead, so its close (up to the close timeout) must not hold up the new one.
+            log.info("%s: new connection replaces the old one", cid)
+            closing = asyncio.create_task(old.close(1000, "replaced by a new connection"))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         session_class = SESSIONS[ws.subprotocol or "ocpp1.6"]
         session = session_class(
             cid, ws, response_timeout=self.cfg.response_timeout_s, logger=FRAMES

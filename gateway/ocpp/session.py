@@ -30,6 +30,7 @@ from ocpp.v16 import call_result as res16
 from ocpp.v201 import ChargePoint as CP201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as res201
+from websockets.exceptions import ConnectionClosed
 
 from gateway.ocpp.profiles import Layer, iso, profile_16, profile_201
 from gateway.ocpp.state import Live, parse_meter_values, status_16, status_201
@@ -137,14 +138,20 @@ class Session:
             error = [4, _message_id(raw_msg), exc.code, exc.description or "", {}]
             await self._send(json.dumps(error))
             return
-        if isinstance(msg, Call) and msg.action not in self.route_map:
-            log.warning("%s: unsupported action %.60r", self.id, msg.action)
-        if isinstance(msg, Call) and not isinstance(msg.payload, dict):
-            log.warning("%s: %s payload is not an object", self.id, msg.action)
-            error = ProtocolError("payload must be a JSON object")
-            await self._send(msg.create_call_error(error).to_json())
-            return
-        await super().route_message(raw_msg)  # type: ignore[misc]
+        if isinstance(msg, Call):
+            if not isinstance(msg.action, str) or not isinstance(msg.payload, dict):
+                log.warning("%s: call %.60r is not action + object", self.id, msg.action)
+                error = ProtocolError("a call needs an action name and a JSON object")
+                await self._send(msg.create_call_error(error).to_json())
+                return
+            if msg.action not in self.route_map:
+                log.warning("%s: unsupported action %.60r", self.id, msg.action)
+        try:
+            await super().route_message(raw_msg)  # type: ignore[misc]
+        except ConnectionClosed:
+            raise
+        except Exception as exc:  # the library's own trouble must not end the session
+            log.warning("%s: frame not handled (%r): %.200r", self.id, exc, raw_msg)
 
     def set_status(self, connector: Any, status: str | None, raw: Any) -> None:
         number = _int(connector)
