@@ -386,10 +386,13 @@ def test_stack_level_zero_charger_falls_back_by_schedule() -> None:
     run(scenario)
 
 
-def test_charger_ignoring_limits_is_detected(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("version", VERSIONS)
+def test_charger_ignoring_limits_is_detected(
+    version: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async def scenario() -> None:
         async with Lab(config(charger())) as site:
-            sim = await site.sim(max_a=16.0)
+            sim = await site.sim(version=version, max_a=16.0)
             await sim.plug_in()
             site.cs.set_limit("CP1", 8)
             await until(lambda: site.state().draw_a[0] == 8.0, what="obeying draw")
@@ -456,6 +459,32 @@ ODD_16 = [
     ('[2, "m21", ["action", "as", "list"], {}]', 4),
 ]
 
+ODD_201 = [
+    (
+        '[2, "n1", "StatusNotification", {"timestamp": "2026-01-01T00:00:00Z", '
+        '"connectorStatus": "occupied", "evseId": 1, "connectorId": 1, "vendorX": 1}]',
+        3,
+    ),
+    ('[2, "n2", "StatusNotification", {"timestamp": "x", "evseId": 1, "connectorId": 1}]', 4),
+    (
+        '[2, "n3", "TransactionEvent", {"eventType": "Updated", "timestamp": "x", '
+        '"triggerReason": "Whatever", "seqNo": 1, "transactionInfo": {"transactionId": "t1", '
+        '"chargingState": "Charging"}, "meterValue": [{"timestamp": "x", '
+        '"sampledValue": [{"value": "abc"}]}]}]',
+        3,
+    ),
+    ('[2, "n4", "TransactionEvent", {"eventType": "Started"}]', 4),
+    (
+        '[2, "n5", "MeterValues", {"evseId": 1, "meterValue": [{"sampledValue": [{"value": 1.5, '
+        '"measurand": "Current.Import", "phase": "L1", '
+        '"unitOfMeasure": {"unit": "A", "multiplier": "x"}}]}]}]',
+        3,
+    ),
+    ('[2, "n6", "BootNotification", {"reason": "PowerUp"}]', 4),
+    ('[2, "n7", "NotifyEvent", {"generatedAt": "x", "seqNo": 0, "eventData": []}]', 3),
+    ('[2, "n8", "Heartbeat", {"customData": {"vendorId": "acme", "x": 1}}]', 3),
+]
+
 
 def test_odd_frames_do_not_break_anything(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
@@ -466,6 +495,10 @@ def test_odd_frames_do_not_break_anything(caplog: pytest.LogCaptureFixture) -> N
                 reply = await sim.send_raw(frame, timeout=2)
                 assert reply is not None and reply[0] == expected, (frame, reply)
             assert site.state().status == "Charging"  # the lenient "charging" was taken
+            for frame, expected in ODD_201:
+                reply = await other.send_raw(frame, timeout=2)
+                assert reply is not None and reply[0] == expected, (frame, reply)
+            assert site.state("CP2").status == "Charging"  # Occupied + Charging
             site.cs.set_limit("CP1", 7)
             site.cs.set_limit("CP2", 9)
             await until(lambda: sim.effective_limit_a() == 7.0, what="CP1 still controlled")
