@@ -123,6 +123,8 @@ def test_session_limit_pause_resume(version: str) -> None:
             site.cs.set_limit("CP1", 13.37)
             await until(lambda: sim.effective_limit_a() == 13.3, what="resume, rounded down")
             await until(lambda: site.state().status == "Charging", what="charging again")
+            site.cs.set_limit("CP1", float("nan"))  # a hub bug pauses, never unlimits
+            await until(lambda: sim.effective_limit_a() == 0.0, what="invalid -> pause")
 
             await sim.unplug()
             await until(lambda: site.state().status in ("Available", "Finishing"), what="unplug")

@@ -14,6 +14,7 @@ import binascii
 import contextlib
 import http
 import logging
+import math
 import ssl
 import time
 from collections.abc import Sequence
@@ -79,6 +80,9 @@ class CentralSystem:
     def set_limit(self, charger_id: str, amps: float) -> None:
         """Ask for `amps` per phase (0 = pause); the charger's control task sends it."""
         live = self._live[charger_id]
+        if not math.isfinite(amps) or amps < 0:
+            log.error("%s: invalid limit %r from the hub; pausing instead", charger_id, amps)
+            amps = 0.0
         live.wanted_a, live.wanted_at = float(amps), time.time()
         live.wake.set()
 
