@@ -13,6 +13,7 @@ from gateway.allocation.snapshot import check_chargers, read_charger_settings, r
 from gateway.export.config import ExportConfig, read_export
 from gateway.logsetup import LogConfig, read_log
 from gateway.model import Charger, Site
+from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
 from gateway.schema import SchemaError, Table
 from gateway.tomlfile import read_toml
 
@@ -23,6 +24,7 @@ class ChargerConfig:
     # The current a charger falls back to when the gateway is gone or its data is stale
     # (the OCPP low-stack profile and the controller's stale-data failsafe share it).
     failsafe_a: float
+    ocpp: ChargerOcpp = field(default_factory=ChargerOcpp)
 
     @property
     def id(self) -> str:
@@ -36,6 +38,7 @@ class Config:
     chargers: tuple[ChargerConfig, ...]
     export: ExportConfig = field(default_factory=ExportConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    ocpp: OcppConfig = field(default_factory=OcppConfig)
 
 
 def _read_charger(t: Table, site: Site) -> ChargerConfig:
@@ -43,7 +46,7 @@ def _read_charger(t: Table, site: Site) -> ChargerConfig:
     failsafe = t.number("failsafe_a", charger.min_a, lo=0, hi=charger.max_a)
     if 0 < failsafe < charger.min_a:
         raise SchemaError(t.at("failsafe_a"), f"must be 0 or >= min_a ({charger.min_a:g})")
-    return ChargerConfig(charger=charger, failsafe_a=failsafe)
+    return ChargerConfig(charger=charger, failsafe_a=failsafe, ocpp=read_charger_ocpp(t))
 
 
 def read_config(top: Table, path: str) -> Config:
@@ -58,6 +61,7 @@ def read_config(top: Table, path: str) -> Config:
         chargers=chargers,
         export=read_export(top),
         log=read_log(top),
+        ocpp=read_ocpp(top),
     )
 
 

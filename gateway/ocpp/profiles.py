@@ -1,0 +1,111 @@
+"""The charging-profile builder: the failsafe layer and the dynamic layer, as payload dicts.
+
+Pure: time comes in as `now` (epoch seconds). Dicts use snake_case keys; the ocpp library
+turns them into the camelCase wire format.
+
+Two layers, both TxDefaultProfile on the configured connector / EVSE:
+- the base profile (stack `BASE_STACK`, no end) holds the charger's failsafe current;
+- the dynamic profile (higher stack) holds the allocated current and lapses at `valid_to`,
+  so a gateway that stops refreshing leaves the charger on the base layer by itself.
+Chargers that only take stack level 0 get one profile whose schedule carries the failsafe
+current as a second period starting where the validity would end: same fallback, one layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+BASE_ID = 1001
+DYNAMIC_ID = 1002
+BASE_STACK = 0
+PURPOSE = "TxDefaultProfile"
+# Charger clocks come from our BootNotification at 1 s resolution and may run ahead;
+# a start in the past keeps "now" inside the schedule (reference/ocpp.md §0.5).
+START_BACKDATE_S = 300
+
+
+def iso(t: float) -> str:
+    """Epoch seconds -> OCPP dateTime (UTC, milliseconds)."""
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One profile to install: what it limits to, in the unit the charger takes."""
+
+    profile_id: int
+    stack_level: int
+    limit: float
+    unit: str  # "A" | "W"
+    valid_to: float | None = None
+    # (seconds after the schedule start, limit) appended after the first period.
+    tail: tuple[float, float] | None = None
+
+
+def wire_limit(amps: float, unit: str, step_a: float, volts: float, phases: int) -> float:
+    """The number to send: amps rounded down to `step_a`, or watts for W-only chargers."""
+    steps = math.floor(amps / step_a + 1e-9)
+    rounded = round(steps * step_a, 1)
+    if unit == "A":
+        return rounded
+    return float(math.floor(rounded * volts * phases))
+
+
+def base_layer(failsafe_a: float, unit: str, step_a: float, volts: float) -> Layer:
+    # In W the charger divides by the phases the car uses: count one phase so that a
+    # 1-phase car can never draw more than the failsafe current on its line.
+    return Layer(BASE_ID, BASE_STACK, wire_limit(failsafe_a, unit, step_a, volts, 1), unit)
+
+
+def dynamic_layer(
+    limit: float, unit: str, stack_level: int, now: float, validity_s: float, base: Layer
+) -> Layer:
+    if stack_level > base.stack_level:
+        return Layer(DYNAMIC_ID, stack_level, limit, unit, valid_to=now + validity_s)
+    # Same stack would replace the base profile: carry the failsafe as a tail period.
+    tail_start = math.ceil(START_BACKDATE_S + validity_s)
+    return Layer(DYNAMIC_ID, stack_level, limit, unit, tail=(tail_start, base.limit))
+
+
+def _periods(layer: Layer) -> list[dict]:
+    periods = [{"start_period": 0, "limit": layer.limit}]
+    if layer.tail is not None:
+        periods.append({"start_period": int(layer.tail[0]), "limit": layer.tail[1]})
+    return periods
+
+
+def _schedule(layer: Layer, kind: str, now: float) -> dict:
+    schedule: dict = {"charging_rate_unit": layer.unit, "charging_schedule_period": _periods(layer)}
+    if kind == "absolute":
+        schedule["start_schedule"] = iso(now - START_BACKDATE_S)
+    return schedule
+
+
+def _profile(layer: Layer, kind: str, id_key: str, schedule: dict | list) -> dict:
+    profile = {
+        id_key: layer.profile_id,
+        "stack_level": layer.stack_level,
+        "charging_profile_purpose": PURPOSE,
+        "charging_profile_kind": kind.capitalize(),
+        "charging_schedule": schedule,
+    }
+    if layer.valid_to is not None:
+        profile["valid_to"] = iso(layer.valid_to)
+    return profile
+
+
+def profile_16(layer: Layer, kind: str, now: float) -> dict:
+    """A 1.6 `csChargingProfiles` value."""
+    return _profile(layer, kind, "charging_profile_id", _schedule(layer, kind, now))
+
+
+def profile_201(layer: Layer, kind: str, now: float) -> dict:
+    """A 2.0.1 `chargingProfile` value (its schedule is a list)."""
+    schedule = [{"id": layer.profile_id, **_schedule(layer, kind, now)}]
+    return _profile(layer, kind, "id", schedule)

@@ -1,0 +1,247 @@
+"""What the gateway knows about each charger, and the lenient readers that feed it.
+
+Pure: no I/O; times are passed in. Sessions of both protocol versions write into one
+`Live` record per charger id; `Live.snapshot()` gives the hub a frozen `ChargerState`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.model import STATUSES
+
+log = logging.getLogger(__name__)
+
+_STATUS_BY_LOWER = {s.lower(): s for s in STATUSES}
+# 2.0.1 chargingState while the connector is Occupied -> 1.6 status.
+_CHARGING_STATE = {
+    "charging": "Charging",
+    "suspendedev": "SuspendedEV",
+    "suspendedevse": "SuspendedEVSE",
+    "evconnected": "Preparing",
+    "idle": "Preparing",
+}
+# A line drawing more than this counts as an active phase.
+ACTIVE_LINE_A = 1.0
+
+
+def status_16(text: Any) -> str | None:
+    """A 1.6 status name, tolerating case ('charging'); None if it is not one."""
+    return _STATUS_BY_LOWER.get(str(text).strip().lower())
+
+
+def status_201(connector_status: str, charging_state: str | None, in_tx: bool) -> str | None:
+    """Map a 2.0.1 connector status plus the transaction's charging state to a 1.6 name."""
+    cs = str(connector_status).strip().lower()
+    if cs != "occupied":
+        return status_16(cs)
+    if charging_state is not None and in_tx:
+        return _CHARGING_STATE.get(str(charging_state).strip().lower(), "Charging")
+    return "Preparing" if not in_tx else "Charging"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One MeterValues report, reduced to what the allocator needs (None = not reported)."""
+
+    current_a: tuple[float | None, float | None, float | None] = (None, None, None)
+    voltage_v: float | None = None
+    offered_a: float | None = None
+    power_w: float | None = None
+    energy_wh: float | None = None
+
+
+_SCALE = {"w": 1.0, "kw": 1000.0, "wh": 1.0, "kwh": 1000.0, "a": 1.0, "v": 1.0}
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _unit_scale(sample: dict) -> float:
+    uom = sample.get("unit_of_measure")
+    if isinstance(uom, dict):  # 2.0.1: {"unit": "kWh", "multiplier": 0}
+        unit = str(uom.get("unit", ""))
+        multiplier = _number(uom.get("multiplier", 0)) or 0.0
+        return _SCALE.get(unit.lower(), 1.0) * 10.0**multiplier
+    return _SCALE.get(str(sample.get("unit", "")).lower(), 1.0)
+
+
+def _line(phase: Any) -> int | None:
+    text = str(phase or "")
+    if len(text) >= 2 and text[0] == "L" and text[1] in "123":
+        return int(text[1]) - 1
+    return None
+
+
+def parse_meter_values(meter_value: Any, lines: int) -> Reading:
+    """Read 1.6 or 2.0.1 meter values leniently: odd entries are skipped and logged.
+
+    A current without a phase is taken as the draw on each of the charger's `lines`.
+    """
+    current: list[float | None] = [None, None, None]
+    unphased: float | None = None
+    volts: list[float] = []
+    values: dict[str, float] = {}
+    for mv in meter_value if isinstance(meter_value, list) else []:
+        samples = mv.get("sampled_value") if isinstance(mv, dict) else None
+        for sample in samples if isinstance(samples, list) else []:
+            if not isinstance(sample, dict):
+                continue
+            number = _number(sample.get("value"))
+            if number is None:
+                log.info("skipping meter value %r: not a number", sample.get("value"))
+                continue
+            number *= _unit_scale(sample)
+            measurand = str(sample.get("measurand", "Energy.Active.Import.Register"))
+            line = _line(sample.get("phase"))
+            if measurand == "Current.Import":
+                if line is None:
+                    unphased = number
+                else:
+                    current[line] = number
+            elif measurand == "Voltage":
+                volts.append(number)
+            elif line is None:
+                values[measurand] = number
+    if unphased is not None and all(c is None for c in current):
+        current = [unphased if i < lines else 0.0 for i in range(3)]
+    return Reading(
+        current_a=(current[0], current[1], current[2]),
+        voltage_v=sum(volts) / len(volts) if volts else None,
+        offered_a=values.get("Current.Offered"),
+        power_w=values.get("Power.Active.Import"),
+        energy_wh=values.get("Energy.Active.Import.Register"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerState:
+    """The hub's view of one charger (see `CentralSystem.states()`)."""
+
+    id: str
+    online: bool
+    protocol: str | None  # "1.6" | "2.0.1"
+    status: str  # 1.6 connector status name
+    draw_a: tuple[float, float, float]
+    voltage_v: float | None
+    offered_a: float | None
+    power_w: float | None
+    session_wh: float
+    active_phases: int
+    last_seen: float | None  # epoch seconds of the last message
+    obeys: bool
+    limit_a: float | None  # the dynamic limit the charger last accepted
+    problem: str  # "" when all is well, else what is wrong, for the status page
+
+
+@dataclass
+class Live:
+    """Mutable per-charger record, kept across reconnects."""
+
+    id: str
+    online: bool = False
+    protocol: str | None = None
+    vendor: str = ""
+    model: str = ""
+    statuses: dict[int, str] = field(default_factory=dict)  # connector/evse id -> 1.6 name
+    charging_state: str | None = None  # 2.0.1
+    transaction: str | None = None
+    draw_a: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    voltage_v: float | None = None
+    offered_a: float | None = None
+    power_w: float | None = None
+    energy_wh: float | None = None
+    session_start_wh: float | None = None
+    session_wh: float = 0.0
+    last_seen: float | None = None
+    reading_at: float | None = None
+    obeys: bool = True
+    applied_a: float | None = None
+    problem: str = ""
+    # The hub's wish: the limit and when it last said so.
+    wanted_a: float | None = None
+    wanted_at: float | None = None
+    # Set by anything the control task must react to (limit, boot, reading).
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    boots: int = 0
+
+    @property
+    def status(self) -> str:
+        # Connector 0 speaks for the whole charger when it is out of service.
+        whole = self.statuses.get(0)
+        if whole in ("Unavailable", "Faulted"):
+            return whole
+        others = [s for c, s in sorted(self.statuses.items()) if c != 0]
+        return others[0] if others else whole or ("Available" if self.online else "Unavailable")
+
+    def seen(self, now: float) -> None:
+        self.last_seen = now
+
+    def booted(self, vendor: str, model: str) -> None:
+        self.vendor, self.model = vendor, model
+        self.boots += 1
+        self.wake.set()
+
+    def start_session(self, transaction: str, meter_wh: float | None) -> None:
+        self.transaction = transaction
+        self.session_start_wh = meter_wh
+        self.session_wh = 0.0
+
+    def stop_session(self, meter_wh: float | None) -> None:
+        if meter_wh is not None:
+            self._count_energy(meter_wh)
+        self.transaction = None
+        self.charging_state = None
+
+    def _count_energy(self, energy_wh: float) -> None:
+        self.energy_wh = energy_wh
+        if self.transaction is None:
+            return
+        if self.session_start_wh is None:  # joined mid-session (reconnect)
+            self.session_start_wh = energy_wh - self.session_wh
+        self.session_wh = max(0.0, energy_wh - self.session_start_wh)
+
+    def apply(self, reading: Reading, now: float) -> None:
+        draw = tuple(c if c is not None else 0.0 for c in reading.current_a)
+        if any(c is not None for c in reading.current_a):
+            self.draw_a = draw  # type: ignore[assignment]
+        if reading.voltage_v is not None:
+            self.voltage_v = reading.voltage_v
+        if reading.offered_a is not None:
+            self.offered_a = reading.offered_a
+        if reading.power_w is not None:
+            self.power_w = reading.power_w
+        if reading.energy_wh is not None:
+            self._count_energy(reading.energy_wh)
+        self.reading_at = now
+        self.wake.set()
+
+    @property
+    def active_phases(self) -> int:
+        return sum(1 for c in self.draw_a if c > ACTIVE_LINE_A)
+
+    def snapshot(self) -> ChargerState:
+        return ChargerState(
+            id=self.id,
+            online=self.online,
+            protocol=self.protocol,
+            status=self.status,
+            draw_a=self.draw_a,
+            voltage_v=self.voltage_v,
+            offered_a=self.offered_a,
+            power_w=self.power_w,
+            session_wh=self.session_wh,
+            active_phases=self.active_phases,
+            last_seen=self.last_seen,
+            obeys=self.obeys,
+            limit_a=self.applied_a,
+            problem=self.problem,
+        )
