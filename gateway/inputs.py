@@ -32,7 +32,7 @@ class MeterView(Protocol):
 class ChargerView(Protocol):
     online: bool
     status: str | None
-    current_a: tuple[float | None, float | None, float | None]
+    draw_a: tuple[float, float, float]
 
 
 class ChargerOverride(Protocol):
@@ -131,7 +131,7 @@ def read_site(
 def _line_draw(view: ChargerView | None) -> tuple[float, float, float]:
     if view is None:
         return (0.0, 0.0, 0.0)
-    return tuple(abs(c) if c is not None else 0.0 for c in view.current_a)  # type: ignore[return-value]
+    return (abs(view.draw_a[0]), abs(view.draw_a[1]), abs(view.draw_a[2]))
 
 
 def charger_inputs(

@@ -29,7 +29,7 @@ class Meter:
 class Live:
     online: bool = True
     status: str | None = "Charging"
-    current_a: tuple = (10.0, 10.0, 10.0)
+    draw_a: tuple = (10.0, 10.0, 10.0)
 
 
 @dataclass
@@ -93,9 +93,9 @@ def test_no_grid_reading_yet_is_infinitely_old_and_stale_extras_are_dropped():
 def test_live_state_submeters_and_overrides_shape_the_chargers():
     configured = [charger("a", max_a=32), charger("b"), charger("c"), charger("d")]
     live = {
-        "a": Live(current_a=(12.0, None, 11.5)),
+        "a": Live(draw_a=(12.0, 0.0, 11.5)),
         "b": Live(online=False),
-        "c": Live(status="SuspendedEV", current_a=(0, 0, 0)),
+        "c": Live(status="SuspendedEV", draw_a=(0, 0, 0)),
     }
     overrides = Overrides(
         chargers={"a": Override(max_a=20, mode=Mode.SOLAR), "c": Override(enabled=False)}
