@@ -6,10 +6,11 @@ anywhere names the file, the line and the key (`gateway.tomlfile`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
+from gateway.allocation.timing import ControlSettings, Timing, read_control, read_timing
 from gateway.model import Charger, Site
 from gateway.schema import SchemaError, Table
 from gateway.tomlfile import read_toml
@@ -21,6 +22,8 @@ class ChargerConfig:
     # The current a charger falls back to when the gateway is gone or its data is stale
     # (the OCPP low-stack profile and the controller's stale-data failsafe share it).
     failsafe_a: float
+    # The controller's timing for this charger: `[control]` with this entry's overrides.
+    timing: Timing = field(default_factory=Timing)
 
     @property
     def id(self) -> str:
@@ -32,23 +35,28 @@ class Config:
     path: str
     site: Site
     chargers: tuple[ChargerConfig, ...]
+    control: ControlSettings = field(default_factory=ControlSettings)
 
 
-def _read_charger(t: Table, site: Site) -> ChargerConfig:
+def read_charger_config(t: Table, site: Site, control: ControlSettings) -> ChargerConfig:
+    """One `[[chargers]]` entry (the simulator's scenarios read the same keys)."""
     charger = read_charger_settings(t, site)
     failsafe = t.number("failsafe_a", charger.min_a, lo=0, hi=charger.max_a)
     if 0 < failsafe < charger.min_a:
         raise SchemaError(t.at("failsafe_a"), f"must be 0 or >= min_a ({charger.min_a:g})")
-    return ChargerConfig(charger=charger, failsafe_a=failsafe)
+    return ChargerConfig(
+        charger=charger, failsafe_a=failsafe, timing=read_timing(t, control.timing)
+    )
 
 
 def read_config(top: Table, path: str) -> Config:
     site_table = top.table("site")
     site = read_site(site_table)
     site_table.finish()
-    chargers = top.each("chargers", lambda t: _read_charger(t, site), ())
+    control = read_control(top)
+    chargers = top.each("chargers", lambda t: read_charger_config(t, site, control), ())
     check_chargers(tuple(c.charger for c in chargers), site, "chargers")
-    return Config(path=path, site=site, chargers=chargers)
+    return Config(path=path, site=site, chargers=chargers, control=control)
 
 
 def load_config(path: str | Path) -> Config:

@@ -1,0 +1,413 @@
+"""The controller: the allocator's answers held steady over time (ALLOCATION, "Over time").
+
+Pure: state in, state out, `now` passed in. The hub calls `Controller.step` once per
+cycle. It first tells the allocator what only time can know (how long a SuspendedEV car
+has been idle, battery SOC with hysteresis, an external site limit capping the grid),
+allocates once, then turns each allocation into a command: reductions at once, increases
+ramped and dead-banded, surplus-driven starts and stops delayed, restarts paused, and
+every active charger at its failsafe current while the grid data is stale.
+
+A command above the allocation (a stop delay or an excess hold keeping a charger at its
+minimum) is checked by a second allocation in which every other charger is pinned at
+its command and the held ones ask for their minimum last, from any source: a hold
+never takes what the breaker, the import cap or a circuit does not have, and never
+takes anything from another charger.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from gateway.allocation.allocator import DRAWING_A, allocate
+from gateway.allocation.timing import ControlSettings, Timing
+from gateway.model import (
+    ACTIVE_STATUSES,
+    Allocation,
+    Battery,
+    Charger,
+    ChargerAllocation,
+    Mode,
+    Reason,
+    Site,
+    Snapshot,
+)
+
+EPS = 1e-6
+# Held chargers are served after every pinned one in the feasibility check.
+_LAST = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalLimit:
+    """A site limit written from outside (Modbus); it caps the grid source until expiry."""
+
+    expires_at: float
+    current_a: float | None = None  # per phase
+    power_w: float | None = None  # total import
+
+    def active(self, now: float) -> bool:
+        return now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: str
+    limit_a: float
+    reason: Reason
+    detail: str  # short text for status and registers, e.g. "solar: waiting 42 s to start"
+    failsafe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerState:
+    limit_a: float = 0.0  # the last command
+    ramp_since: float | None = None  # an increase pending since then may rise at the ramp rate
+    surplus_since: float | None = None  # surplus has carried the minimum since (start delay)
+    short_since: float | None = None  # surplus has fallen short since, while on (stop delay)
+    stopped_at: float | None = None  # the last stop (minimum pause)
+    hold_until: float | None = None  # excess hold expiry
+    idle_since: float | None = None  # SuspendedEV and drawing < 1 A since
+    following: bool = False  # eco: following surplus above its minimum
+    starts: int = 0
+    stops: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerState:
+    chargers: Mapping[str, ChargerState]
+    soc_above_min: bool = False
+    soc_above_target: bool = False
+    last_now: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    commands: tuple[Command, ...]
+    # The allocation the commands were derived from (None while in failsafe).
+    allocation: Allocation | None
+    failsafe: bool
+    external_limit: bool  # an external site limit was in force this cycle
+
+    def command(self, charger_id: str) -> Command:
+        return next(c for c in self.commands if c.id == charger_id)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One charger's command being worked out."""
+
+    limit: float
+    reason: Reason
+    detail: str
+    state: ChargerState
+
+
+def _floor(value: float) -> float:
+    return max(0.0, math.floor(value * 10 + EPS) / 10)
+
+
+def _since(start: float | None, now: float) -> float:
+    return now if start is None else start
+
+
+class Controller:
+    def __init__(
+        self,
+        settings: ControlSettings,
+        timings: Mapping[str, Timing] | None = None,
+        failsafe_a: Mapping[str, float] | None = None,
+    ) -> None:
+        """`timings` and `failsafe_a` by charger id; absent ids use the site timing and
+        the charger's minimum."""
+        self.settings = settings
+        self.timings = dict(timings or {})
+        self.failsafe_a = dict(failsafe_a or {})
+
+    def initial_state(self) -> ControllerState:
+        return ControllerState(chargers={})
+
+    def timing(self, charger_id: str) -> Timing:
+        return self.timings.get(charger_id, self.settings.timing)
+
+    # -- the cycle --------------------------------------------------------------------
+
+    def step(
+        self,
+        state: ControllerState,
+        snapshot: Snapshot,
+        now: float,
+        grid_age_s: float,
+        external_limit: ExternalLimit | None = None,
+    ) -> tuple[ControllerState, Decision]:
+        """One cycle: the new state and every charger's command.
+
+        `grid_age_s` is the age of the newest grid meter reading (inf if none yet).
+        """
+        previous = [state.chargers.get(c.id, ChargerState()) for c in snapshot.chargers]
+        idle = [_idle_since(c, s, now) for c, s in zip(snapshot.chargers, previous, strict=True)]
+        previous = [replace(s, idle_since=i) for s, i in zip(previous, idle, strict=True)]
+        external = external_limit if external_limit and external_limit.active(now) else None
+
+        if grid_age_s > self.settings.stale_after_s:
+            plans = [
+                self._failsafe(c, s, grid_age_s)
+                for c, s in zip(snapshot.chargers, previous, strict=True)
+            ]
+            return self._finish(state, snapshot, plans, now, None, external, failsafe=True)
+
+        above_min, above_target = self._soc_flags(state, snapshot)
+        site = _capped(snapshot.site, external)
+        if site.battery is not None:
+            site = replace(site, battery=self._hysteresis(site.battery, above_min, above_target))
+        chargers = tuple(
+            replace(c, idle_s=now - i) if i is not None else replace(c, idle_s=0.0)
+            for c, i in zip(snapshot.chargers, idle, strict=True)
+        )
+        adjusted = Snapshot(site=site, measurements=snapshot.measurements, chargers=chargers)
+        allocation = allocate(adjusted)
+        plans = [
+            self._plan(c, allocation.by_id[c.id], s, adjusted, now)
+            for c, s in zip(chargers, previous, strict=True)
+        ]
+        allocation = self._check_holds(adjusted, allocation, plans)
+        state = replace(state, soc_above_min=above_min, soc_above_target=above_target)
+        return self._finish(state, snapshot, plans, now, allocation, external, failsafe=False)
+
+    def _finish(
+        self,
+        state: ControllerState,
+        snapshot: Snapshot,
+        plans: list[_Plan],
+        now: float,
+        allocation: Allocation | None,
+        external: ExternalLimit | None,
+        failsafe: bool,
+    ) -> tuple[ControllerState, Decision]:
+        commands = []
+        states = {}
+        for charger, plan in zip(snapshot.chargers, plans, strict=True):
+            s = _counted(plan.state, plan.limit, now)
+            states[charger.id] = s
+            reason, detail = plan.reason, plan.detail
+            if external is not None and reason in (Reason.BREAKER_LIMIT, Reason.NO_CAPACITY):
+                reason, detail = Reason.EXTERNAL_LIMIT, _external_text(external, now)
+            commands.append(Command(charger.id, plan.limit, reason, detail, failsafe))
+        new_state = replace(state, chargers=states, last_now=now)
+        return new_state, Decision(tuple(commands), allocation, failsafe, external is not None)
+
+    # -- site adjustments ---------------------------------------------------------------
+
+    def _soc_flags(self, state: ControllerState, snapshot: Snapshot) -> tuple[bool, bool]:
+        """Sticky "above" flags: set at the threshold, kept until SOC falls by the hysteresis."""
+        battery, soc = snapshot.site.battery, snapshot.measurements.battery_soc
+        if battery is None or soc is None:
+            return False, False
+        h = self.settings.soc_hysteresis_pct
+        above_min = soc >= battery.soc_min or (state.soc_above_min and soc >= battery.soc_min - h)
+        above_target = soc >= battery.soc_target or (
+            state.soc_above_target and soc >= battery.soc_target - h
+        )
+        return above_min, above_target
+
+    def _hysteresis(self, battery: Battery, above_min: bool, above_target: bool) -> Battery:
+        h = self.settings.soc_hysteresis_pct
+        return replace(
+            battery,
+            soc_min=max(0.0, battery.soc_min - h) if above_min else battery.soc_min,
+            soc_target=max(0.0, battery.soc_target - h) if above_target else battery.soc_target,
+        )
+
+    # -- one charger ----------------------------------------------------------------------
+
+    def _failsafe(self, charger: Charger, s: ChargerState, age: float) -> _Plan:
+        if charger.status not in ACTIVE_STATUSES:
+            return _Plan(0.0, Reason.NOT_ACTIVE, Reason.NOT_ACTIVE.text, _reset(s))
+        limit = self.failsafe_a.get(charger.id, charger.min_a)
+        age_text = "no meter data" if math.isinf(age) else f"meter data {age:.0f} s old"
+        return _Plan(limit, Reason.FAILSAFE_STALE, f"failsafe {limit:g} A: {age_text}", s)
+
+    def _plan(
+        self, c: Charger, a: ChargerAllocation, s: ChargerState, snapshot: Snapshot, now: float
+    ) -> _Plan:
+        if c.status not in ACTIVE_STATUSES:
+            return _Plan(0.0, Reason.NOT_ACTIVE, Reason.NOT_ACTIVE.text, _reset(s))
+        if a.reason is Reason.RELEASED:
+            # The car is not drawing: no start, stop or pause to manage.
+            return _Plan(a.allocated_a, a.reason, a.reason.text, s)
+        t = self.timing(c.id)
+        plan = _Plan(a.allocated_a, a.reason, a.reason.text, s)
+        if c.mode in (Mode.SOLAR, Mode.EXCESS):
+            self._surplus_rules(plan, c, t, snapshot, now)
+        elif c.mode is Mode.ECO:
+            self._eco_rules(plan, c, t, now)
+        self._pause(plan, c, t, now)
+        self._ramp(plan, c, t, now)
+        return plan
+
+    def _surplus_rules(
+        self, plan: _Plan, c: Charger, t: Timing, snapshot: Snapshot, now: float
+    ) -> None:
+        """Solar and Excess: start delay, stop delay (Solar), excess hold (Excess)."""
+        s = plan.state
+        on = s.limit_a > 0.0
+        mode = c.mode.value
+        carried = plan.limit > 0.0  # the allocator gives 0 or at least the minimum
+        hold_until = s.hold_until
+        if c.mode is Mode.EXCESS and (carried or _excess_refresh(c, snapshot)):
+            hold_until = now + t.excess_hold_s
+        if carried:
+            since = _since(s.surplus_since, now)
+            plan.state = replace(s, surplus_since=since, short_since=None, hold_until=hold_until)
+            wait = t.start_delay_s - (now - since)
+            if not on and wait > EPS:
+                plan.limit, plan.reason = 0.0, Reason.START_DELAY
+                plan.detail = f"{mode}: waiting {wait:.0f} s to start"
+            return
+        short = _since(s.short_since, now) if on else None
+        plan.state = replace(s, surplus_since=None, short_since=short, hold_until=hold_until)
+        if not on:
+            return
+        if c.mode is Mode.SOLAR:
+            left = t.stop_delay_s - (now - _since(short, now))
+            if left > EPS:
+                plan.limit, plan.reason = c.min_a, Reason.STOP_DELAY
+                plan.detail = f"solar: holding {c.min_a:g} A, stopping in {left:.0f} s"
+        elif hold_until is not None and now < hold_until:
+            plan.limit, plan.reason = c.min_a, Reason.EXCESS_HOLD
+            plan.detail = f"excess: holding {c.min_a:g} A for {hold_until - now:.0f} s"
+
+    def _eco_rules(self, plan: _Plan, c: Charger, t: Timing, now: float) -> None:
+        """Eco above its minimum follows surplus only after the start delay, and keeps
+        doing so until surplus has stayed short for the stop delay."""
+        s = plan.state
+        if plan.limit > c.min_a + EPS:
+            since = _since(s.surplus_since, now)
+            following = s.following or now - since >= t.start_delay_s - EPS
+            plan.state = replace(s, surplus_since=since, short_since=None, following=following)
+            if not following:
+                wait = t.start_delay_s - (now - since)
+                plan.limit, plan.reason = c.min_a, Reason.START_DELAY
+                plan.detail = f"eco: minimum, waiting {wait:.0f} s to follow surplus"
+            return
+        short = _since(s.short_since, now) if s.following else None
+        following = short is not None and now - short < t.stop_delay_s - EPS
+        plan.state = replace(
+            s, surplus_since=None, short_since=short if following else None, following=following
+        )
+
+    def _pause(self, plan: _Plan, c: Charger, t: Timing, now: float) -> None:
+        s = plan.state
+        if s.limit_a > 0.0 or plan.limit <= 0.0 or s.stopped_at is None:
+            return
+        left = t.min_pause_s - (now - s.stopped_at)
+        if left > EPS:
+            plan.limit, plan.reason = 0.0, Reason.MIN_PAUSE
+            plan.detail = f"{c.mode.value}: paused after stop, {left:.0f} s left"
+
+    def _ramp(self, plan: _Plan, c: Charger, t: Timing, now: float) -> None:
+        """Down at once; up at the ramp rate, and only by at least the dead band."""
+        s = plan.state
+        last, want = s.limit_a, plan.limit
+        if want <= last or (last > 0.0 and want - last < t.dead_band_a - EPS):
+            plan.limit = want if want <= last else last
+            plan.state = replace(s, ramp_since=now)
+            return
+        since = _since(s.ramp_since, now)
+        allowed = last + t.ramp_up_a_per_s * (now - since)
+        if last <= 0.0:
+            allowed = max(allowed, c.min_a)  # a start goes straight to the minimum
+        step = _floor(min(want, allowed))
+        if step - last >= t.dead_band_a - EPS or (last <= 0.0 and step >= c.min_a and step > 0):
+            plan.limit = step
+            plan.state = replace(s, ramp_since=now)
+        else:
+            plan.limit = last
+            plan.state = replace(s, ramp_since=since)
+        if plan.limit < want:
+            plan.reason = Reason.RAMPING
+            plan.detail = f"ramping up to {want:g} A"
+
+    # -- holds ------------------------------------------------------------------------
+
+    def _check_holds(
+        self, snapshot: Snapshot, allocation: Allocation, plans: list[_Plan]
+    ) -> Allocation:
+        """Cut holds above the allocation to what is left once everyone else is served."""
+        held = {
+            c.id
+            for c, p in zip(snapshot.chargers, plans, strict=True)
+            if p.limit > allocation.by_id[c.id].allocated_a + EPS
+        }
+        if not held:
+            return allocation
+        pinned = []
+        for c, p in zip(snapshot.chargers, plans, strict=True):
+            if c.id in held:
+                pinned.append(
+                    replace(c, mode=Mode.STANDARD, max_a=p.limit, priority=c.priority + _LAST)
+                )
+            elif p.limit > 0.0:
+                pinned.append(replace(c, mode=Mode.STANDARD, min_a=p.limit, max_a=p.limit))
+            else:
+                pinned.append(replace(c, status="Available"))
+        check = allocate(replace(snapshot, chargers=tuple(pinned)))
+        for c, p in zip(snapshot.chargers, plans, strict=True):
+            granted = check.by_id[c.id].allocated_a
+            if c.id in held and granted < p.limit - EPS:
+                p.detail = f"{c.mode.value}: breaker cannot carry a {p.limit:g} A hold"
+                p.limit, p.reason = granted, Reason.NO_CAPACITY
+        return allocation
+
+
+def _idle_since(c: Charger, s: ChargerState, now: float) -> float | None:
+    if c.status == "SuspendedEV" and sum(c.draw_a) < DRAWING_A:
+        return _since(s.idle_since, now)
+    return None
+
+
+def _capped(site: Site, external: ExternalLimit | None) -> Site:
+    """The site with an external limit capping its grid source (never raising it)."""
+    if external is None:
+        return site
+    breaker = site.main_breaker_a
+    if external.current_a is not None:
+        breaker = min(breaker, external.current_a)
+    cap = site.max_import_w
+    if external.power_w is not None:
+        cap = external.power_w if cap is None else min(cap, external.power_w)
+    return replace(site, main_breaker_a=breaker, max_import_w=cap)
+
+
+def _external_text(external: ExternalLimit, now: float) -> str:
+    parts = []
+    if external.current_a is not None:
+        parts.append(f"{external.current_a:g} A")
+    if external.power_w is not None:
+        parts.append(f"{external.power_w:g} W")
+    left = "" if math.isinf(external.expires_at) else f", {external.expires_at - now:.0f} s left"
+    return f"external site limit {' / '.join(parts)}{left}"
+
+
+def _excess_refresh(c: Charger, snapshot: Snapshot) -> bool:
+    """Export plus the charger's own minimum power still exceeds the excess threshold."""
+    m, site = snapshot.measurements, snapshot.site
+    volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else site.voltage_v
+    export_w = sum(max(0.0, -a) for a in m.grid_current_a) * volts
+    lines = min(c.phases, len(c.phase_map), site.phases)
+    return export_w + c.min_a * volts * lines > site.excess_threshold_w
+
+
+def _reset(s: ChargerState) -> ChargerState:
+    """No car: forget the session's timers, keep the counters."""
+    return ChargerState(starts=s.starts, stops=s.stops)
+
+
+def _counted(s: ChargerState, limit: float, now: float) -> ChargerState:
+    """The state after sending `limit`: count starts and stops, note the stop time."""
+    if limit > 0.0 and s.limit_a <= 0.0:
+        return replace(s, limit_a=limit, starts=s.starts + 1, short_since=None)
+    if limit <= 0.0 < s.limit_a:
+        return replace(s, limit_a=0.0, stops=s.stops + 1, stopped_at=now, short_since=None)
+    return replace(s, limit_a=limit)
