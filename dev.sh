@@ -27,7 +27,8 @@ case "${1:-}" in
     demo)
         shift
         venv_with "."
-        exec .venv/bin/evse-gateway demo "$@"
+        # Until the simulated-site demo lands: one allocation on the bundled example.
+        exec .venv/bin/evse-gateway allocate examples/snapshot.json
         ;;
     test)
         shift

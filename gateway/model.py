@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from typing import NamedTuple
 
 PHASE_NAMES = "ABC"
 
@@ -157,8 +158,9 @@ class Snapshot:
     chargers: tuple[Charger, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ChargerAllocation:
+class ChargerAllocation(NamedTuple):
+    """Immutable like the others; a NamedTuple because one is built per charger per cycle."""
+
     id: str
     allocated_a: float
     target_a: float

@@ -29,6 +29,8 @@ from gateway.model import (
 
 EPS = 1e-6
 DRAWING_A = 1.0  # a line carrying more than this is in use
+_BIT = {name: 1 << i for i, name in enumerate(PHASE_NAMES)}
+_INDEX = {name: i for i, name in enumerate(PHASE_NAMES)}
 
 
 @dataclass(slots=True)
@@ -43,15 +45,21 @@ class Seat:
     active: bool
     released: bool
     amount: float = 0.0
+    seated: bool = False  # got its minimum in the first pass
 
     @property
     def sort_key(self) -> tuple[int, int, int]:
         return (self.charger.mode.urgency, self.charger.priority, self.index)
 
 
+def wired_lines(charger: Charger, site_phases: int) -> int:
+    """Charger lines connected to site phases (on a 1-phase site only L1)."""
+    return min(charger.phases, len(charger.phase_map), site_phases)
+
+
 def _seat(charger: Charger, index: int, site: Site, circuits: tuple[str, ...]) -> Seat:
     phase_map = charger.phase_map
-    wired = min(charger.phases, len(phase_map), site.phases)
+    wired = wired_lines(charger, site.phases)
     lines = range(wired)
     active = charger.status in ACTIVE_STATUSES
     drawing = [k for k in lines if charger.draw_a[k] > DRAWING_A]
@@ -60,7 +68,7 @@ def _seat(charger: Charger, index: int, site: Site, circuits: tuple[str, ...]) -
         lines = drawing
     mask = 0
     for k in lines:
-        mask |= 1 << PHASE_NAMES.index(phase_map[k])
+        mask |= _BIT[phase_map[k]]
     released = (
         charger.status == "SuspendedEV"
         and sum(charger.draw_a) < DRAWING_A
@@ -83,11 +91,12 @@ class _Allocator:
             _seat(c, i, site, circuits_of.get(c.id, ())) for i, c in enumerate(snapshot.chargers)
         ]
 
+        # A reading on a line that is not wired to the site cannot be on its phases.
         household = list(m.grid_current_a)
         for seat in self.seats:
             charger = seat.charger
-            for k in range(min(len(charger.phase_map), 3)):
-                household[PHASE_NAMES.index(charger.phase_map[k])] -= charger.draw_a[k]
+            for k in range(wired_lines(charger, site.phases)):
+                household[_INDEX[charger.phase_map[k]]] -= charger.draw_a[k]
         self.household = tuple(household)
         self.battery: BatteryView = battery_view(site, m.battery_soc, m.battery_power_w, self.volts)
         self.pools = build_pools(site, self.household, self.battery, self.volts)
@@ -133,11 +142,12 @@ class _Allocator:
         for seat in order:
             if self.limit(seat, self.pools, 0.0) >= seat.charger.min_a - EPS:
                 self.give(seat, seat.charger.min_a)
+                seat.seated = True
 
     def fill_in_order(self, order: list[Seat]) -> None:
         """`priority`, second pass: the remainder to the first in order, then the next."""
         for seat in order:
-            if seat.amount > 0.0:
+            if seat.seated:
                 self.give(seat, self.limit(seat, self.pools, seat.amount) - seat.amount)
 
     def fill_evenly(self, order: list[Seat]) -> None:
@@ -148,7 +158,7 @@ class _Allocator:
         out therefore stops only the chargers that use it.
         """
         for urgency in sorted({s.charger.mode.urgency for s in order}):
-            rising = [s for s in order if s.charger.mode.urgency == urgency and s.amount > 0.0]
+            rising = [s for s in order if s.charger.mode.urgency == urgency and s.seated]
             while rising:
                 step = min(self.limit(s, self.pools, s.amount) - s.amount for s in rising)
                 step = min(step, self._even_step(rising))
@@ -236,12 +246,18 @@ class _Allocator:
     def result(self) -> Allocation:
         chargers = []
         drawn = [0.0] * self.site.phases
+        phase_bits = [(i, 1 << i) for i in range(self.site.phases)]
         for seat in self.seats:
-            allocated = _round_down(seat.amount, seat.charger.min_a)
-            for i in range(self.site.phases):
-                if seat.mask & (1 << i):
-                    drawn[i] += allocated
-            target = _floor(min(seat.charger.max_a, self.ceiling(seat, self.fresh, 0.0)))
+            charger = seat.charger
+            allocated = _round_down(seat.amount, charger.min_a) if seat.amount else 0.0
+            if allocated:
+                for i, bit in phase_bits:
+                    if seat.mask & bit:
+                        drawn[i] += allocated
+            if charger.mode is Mode.STANDARD:
+                target = _floor(charger.max_a)
+            else:
+                target = _floor(min(charger.max_a, self.ceiling(seat, self.fresh, 0.0)))
             if seat.active:
                 available = allocated
             else:
@@ -269,13 +285,16 @@ class _Allocator:
         )
         return Allocation(site=summary, chargers=tuple(chargers))
 
+    def _circuit_full(self, seat: Seat) -> bool:
+        circuits = self.pools.circuits
+        return any(circuits[name].tight(seat.mask, 0.05) for name in seat.circuits)
+
     def reason(self, seat: Seat, allocated: float, target: float) -> Reason:
         c = seat.charger
         if not seat.active:
             return Reason.NOT_ACTIVE
         if seat.released:
             return Reason.RELEASED
-        circuit_full = any(self.pools.circuits[n].tight(seat.mask, 0.05) for n in seat.circuits)
         if allocated <= 0.0:
             if target < c.min_a:
                 if c.mode is Mode.EXCESS:
@@ -283,9 +302,9 @@ class _Allocator:
                 if not self.battery.at_target and c.mode is not Mode.STANDARD:
                     return Reason.BATTERY_BELOW_TARGET
                 return Reason.NO_SURPLUS
-            return Reason.CIRCUIT_LIMIT if circuit_full else Reason.NO_CAPACITY
+            return Reason.CIRCUIT_LIMIT if self._circuit_full(seat) else Reason.NO_CAPACITY
         if allocated < target - 0.05:
-            if circuit_full:
+            if seat.circuits and self._circuit_full(seat):
                 return Reason.CIRCUIT_LIMIT
             if self.pools.physical.tight(seat.mask, 0.05):
                 return Reason.BREAKER_LIMIT

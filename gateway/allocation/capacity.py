@@ -18,15 +18,14 @@ SUBSETS = (1, 2, 3, 4, 5, 6, 7)
 _POPCOUNT = tuple(bin(m).count("1") for m in range(8))
 # For each charger mask: the subsets it touches and how many of its phases lie in each.
 _TOUCHING = tuple(tuple((s, _POPCOUNT[s & m]) for s in SUBSETS if s & m) for m in range(8))
-_CONTAINING = tuple(tuple(s for s in SUBSETS if s & bit) for bit in range(8))
+# For each charger mask: per phase bit in it, the subsets containing that phase.
+_PER_PHASE = tuple(
+    tuple(tuple(s for s in SUBSETS if s & bit) for bit in (1, 2, 4) if m & bit) for m in range(8)
+)
 
 
 def popcount(mask: int) -> int:
     return _POPCOUNT[mask]
-
-
-def phase_bits(mask: int) -> tuple[int, ...]:
-    return tuple(bit for bit in (1, 2, 4) if mask & bit)
 
 
 class Capacity:
@@ -95,13 +94,13 @@ class Capacity:
         grid uses up only the part of the surplus there was.
         """
         cap = self.cap
-        for bit in phase_bits(mask):
+        for containing in _PER_PHASE[mask]:
             give = amount
-            for s in _CONTAINING[bit]:
+            for s in containing:
                 if cap[s] < give:
                     give = cap[s]
             if give > 0.0:
-                for s in _CONTAINING[bit]:
+                for s in containing:
                     cap[s] -= give
 
     def tight(self, mask: int, eps: float) -> bool:
