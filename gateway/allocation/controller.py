@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from functools import lru_cache
+from typing import Any
 
 from gateway.allocation.allocator import DRAWING_A, allocate
 from gateway.allocation.timing import ControlSettings, Timing
 from gateway.model import (
     ACTIVE_STATUSES,
     Allocation,
-    Battery,
     Charger,
     ChargerAllocation,
     Mode,
@@ -74,6 +75,9 @@ class ChargerState:
     stops: int = 0
 
 
+_FRESH = ChargerState()
+
+
 @dataclass(frozen=True, slots=True)
 class ControllerState:
     chargers: Mapping[str, ChargerState]
@@ -94,14 +98,30 @@ class Decision:
         return next(c for c in self.commands if c.id == charger_id)
 
 
-@dataclass(slots=True)
 class _Plan:
-    """One charger's command being worked out."""
+    """One charger's command being worked out, and its state changes (applied once)."""
 
-    limit: float
-    reason: Reason
-    detail: str
-    state: ChargerState
+    __slots__ = ("changes", "detail", "limit", "reason", "state")
+
+    def __init__(self, limit: float, reason: Reason, detail: str, state: ChargerState) -> None:
+        self.limit = limit
+        self.reason = reason
+        self.detail = detail
+        self.state = state
+        self.changes: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        changes = self.changes
+        return changes[name] if name in changes else getattr(self.state, name)
+
+    def set(self, **changes: Any) -> None:
+        state = self.state
+        for name, value in changes.items():
+            if value != getattr(state, name) or name in self.changes:
+                self.changes[name] = value
+
+    def new_state(self) -> ChargerState:
+        return replace(self.state, **self.changes) if self.changes else self.state
 
 
 def _floor(value: float) -> float:
@@ -145,40 +165,40 @@ class Controller:
 
         `grid_age_s` is the age of the newest grid meter reading (inf if none yet).
         """
-        previous = [state.chargers.get(c.id, ChargerState()) for c in snapshot.chargers]
-        idle = [_idle_since(c, s, now) for c, s in zip(snapshot.chargers, previous, strict=True)]
-        previous = [replace(s, idle_since=i) for s, i in zip(previous, idle, strict=True)]
+        known = state.chargers
+        plans = []
+        chargers = []
+        for c in snapshot.chargers:
+            plan = _Plan(0.0, Reason.NOT_ACTIVE, Reason.NOT_ACTIVE.text, known.get(c.id, _FRESH))
+            idle_since = _idle_since(c, plan.state, now)
+            plan.set(idle_since=idle_since)
+            idle_s = 0.0 if idle_since is None else now - idle_since
+            chargers.append(c if c.idle_s == idle_s else replace(c, idle_s=idle_s))
+            plans.append(plan)
         external = external_limit if external_limit and external_limit.active(now) else None
 
         if grid_age_s > self.settings.stale_after_s:
-            plans = [
-                self._failsafe(c, s, grid_age_s)
-                for c, s in zip(snapshot.chargers, previous, strict=True)
-            ]
-            return self._finish(state, snapshot, plans, now, None, external, failsafe=True)
+            for c, plan in zip(chargers, plans, strict=True):
+                self._failsafe(plan, c, grid_age_s)
+            return self._finish(state, chargers, plans, now, None, external, failsafe=True)
 
         above_min, above_target = self._soc_flags(state, snapshot)
-        site = _capped(snapshot.site, external)
-        if site.battery is not None:
-            site = replace(site, battery=self._hysteresis(site.battery, above_min, above_target))
-        chargers = tuple(
-            replace(c, idle_s=now - i) if i is not None else replace(c, idle_s=0.0)
-            for c, i in zip(snapshot.chargers, idle, strict=True)
+        site = _adjusted_site(
+            snapshot.site, external, above_min, above_target, self.settings.soc_hysteresis_pct
         )
-        adjusted = Snapshot(site=site, measurements=snapshot.measurements, chargers=chargers)
+        adjusted = Snapshot(site=site, measurements=snapshot.measurements, chargers=tuple(chargers))
         allocation = allocate(adjusted)
-        plans = [
-            self._plan(c, allocation.by_id[c.id], s, adjusted, now)
-            for c, s in zip(chargers, previous, strict=True)
-        ]
-        allocation = self._check_holds(adjusted, allocation, plans)
-        state = replace(state, soc_above_min=above_min, soc_above_target=above_target)
-        return self._finish(state, snapshot, plans, now, allocation, external, failsafe=False)
+        for c, plan in zip(chargers, plans, strict=True):
+            self._plan(plan, c, allocation.by_id[c.id], adjusted, now, state.last_now)
+        self._check_holds(adjusted, allocation, plans)
+        if (above_min, above_target) != (state.soc_above_min, state.soc_above_target):
+            state = replace(state, soc_above_min=above_min, soc_above_target=above_target)
+        return self._finish(state, chargers, plans, now, allocation, external, failsafe=False)
 
     def _finish(
         self,
         state: ControllerState,
-        snapshot: Snapshot,
+        chargers: list[Charger],
         plans: list[_Plan],
         now: float,
         allocation: Allocation | None,
@@ -187,9 +207,9 @@ class Controller:
     ) -> tuple[ControllerState, Decision]:
         commands = []
         states = {}
-        for charger, plan in zip(snapshot.chargers, plans, strict=True):
-            s = _counted(plan.state, plan.limit, now)
-            states[charger.id] = s
+        for charger, plan in zip(chargers, plans, strict=True):
+            _count(plan, now)
+            states[charger.id] = plan.new_state()
             reason, detail = plan.reason, plan.detail
             if external is not None and reason in (Reason.BREAKER_LIMIT, Reason.NO_CAPACITY):
                 reason, detail = Reason.EXTERNAL_LIMIT, _external_text(external, now)
@@ -211,129 +231,128 @@ class Controller:
         )
         return above_min, above_target
 
-    def _hysteresis(self, battery: Battery, above_min: bool, above_target: bool) -> Battery:
-        h = self.settings.soc_hysteresis_pct
-        return replace(
-            battery,
-            soc_min=max(0.0, battery.soc_min - h) if above_min else battery.soc_min,
-            soc_target=max(0.0, battery.soc_target - h) if above_target else battery.soc_target,
-        )
-
     # -- one charger ----------------------------------------------------------------------
 
-    def _failsafe(self, charger: Charger, s: ChargerState, age: float) -> _Plan:
+    def _failsafe(self, plan: _Plan, charger: Charger, age: float) -> None:
         if charger.status not in ACTIVE_STATUSES:
-            return _Plan(0.0, Reason.NOT_ACTIVE, Reason.NOT_ACTIVE.text, _reset(s))
-        limit = self.failsafe_a.get(charger.id, charger.min_a)
+            _reset(plan)
+            return
+        plan.limit = self.failsafe_a.get(charger.id, charger.min_a)
+        plan.reason = Reason.FAILSAFE_STALE
         age_text = "no meter data" if math.isinf(age) else f"meter data {age:.0f} s old"
-        return _Plan(limit, Reason.FAILSAFE_STALE, f"failsafe {limit:g} A: {age_text}", s)
+        plan.detail = f"failsafe {plan.limit:g} A: {age_text}"
 
     def _plan(
-        self, c: Charger, a: ChargerAllocation, s: ChargerState, snapshot: Snapshot, now: float
-    ) -> _Plan:
+        self,
+        plan: _Plan,
+        c: Charger,
+        a: ChargerAllocation,
+        snapshot: Snapshot,
+        now: float,
+        last_now: float | None,
+    ) -> None:
         if c.status not in ACTIVE_STATUSES:
-            return _Plan(0.0, Reason.NOT_ACTIVE, Reason.NOT_ACTIVE.text, _reset(s))
+            _reset(plan)
+            return
+        plan.limit, plan.reason, plan.detail = a.allocated_a, a.reason, a.reason.text
         if a.reason is Reason.RELEASED:
-            # The car is not drawing: no start, stop or pause to manage.
-            return _Plan(a.allocated_a, a.reason, a.reason.text, s)
+            return  # the car is not drawing: no start, stop or pause to manage
         t = self.timing(c.id)
-        plan = _Plan(a.allocated_a, a.reason, a.reason.text, s)
         if c.mode in (Mode.SOLAR, Mode.EXCESS):
             self._surplus_rules(plan, c, t, snapshot, now)
         elif c.mode is Mode.ECO:
             self._eco_rules(plan, c, t, now)
         self._pause(plan, c, t, now)
-        self._ramp(plan, c, t, now)
-        return plan
+        self._ramp(plan, c, t, now, last_now)
 
     def _surplus_rules(
         self, plan: _Plan, c: Charger, t: Timing, snapshot: Snapshot, now: float
     ) -> None:
         """Solar and Excess: start delay, stop delay (Solar), excess hold (Excess)."""
-        s = plan.state
-        on = s.limit_a > 0.0
+        on = plan.state.limit_a > 0.0
         mode = c.mode.value
         carried = plan.limit > 0.0  # the allocator gives 0 or at least the minimum
-        hold_until = s.hold_until
         if c.mode is Mode.EXCESS and (carried or _excess_refresh(c, snapshot)):
-            hold_until = now + t.excess_hold_s
+            plan.set(hold_until=now + t.excess_hold_s)
         if carried:
-            since = _since(s.surplus_since, now)
-            plan.state = replace(s, surplus_since=since, short_since=None, hold_until=hold_until)
+            since = _since(plan.get("surplus_since"), now)
+            plan.set(surplus_since=since, short_since=None)
             wait = t.start_delay_s - (now - since)
             if not on and wait > EPS:
                 plan.limit, plan.reason = 0.0, Reason.START_DELAY
                 plan.detail = f"{mode}: waiting {wait:.0f} s to start"
             return
-        short = _since(s.short_since, now) if on else None
-        plan.state = replace(s, surplus_since=None, short_since=short, hold_until=hold_until)
-        if not on:
+        short = _since(plan.get("short_since"), now) if on else None
+        plan.set(surplus_since=None, short_since=short)
+        if short is None:
             return
         if c.mode is Mode.SOLAR:
-            left = t.stop_delay_s - (now - _since(short, now))
+            left = t.stop_delay_s - (now - short)
             if left > EPS:
                 plan.limit, plan.reason = c.min_a, Reason.STOP_DELAY
                 plan.detail = f"solar: holding {c.min_a:g} A, stopping in {left:.0f} s"
-        elif hold_until is not None and now < hold_until:
+            return
+        hold_until = plan.get("hold_until")
+        if hold_until is not None and now < hold_until:
             plan.limit, plan.reason = c.min_a, Reason.EXCESS_HOLD
             plan.detail = f"excess: holding {c.min_a:g} A for {hold_until - now:.0f} s"
 
     def _eco_rules(self, plan: _Plan, c: Charger, t: Timing, now: float) -> None:
         """Eco above its minimum follows surplus only after the start delay, and keeps
         doing so until surplus has stayed short for the stop delay."""
-        s = plan.state
         if plan.limit > c.min_a + EPS:
-            since = _since(s.surplus_since, now)
-            following = s.following or now - since >= t.start_delay_s - EPS
-            plan.state = replace(s, surplus_since=since, short_since=None, following=following)
+            since = _since(plan.get("surplus_since"), now)
+            following = plan.get("following") or now - since >= t.start_delay_s - EPS
+            plan.set(surplus_since=since, short_since=None, following=following)
             if not following:
                 wait = t.start_delay_s - (now - since)
                 plan.limit, plan.reason = c.min_a, Reason.START_DELAY
                 plan.detail = f"eco: minimum, waiting {wait:.0f} s to follow surplus"
             return
-        short = _since(s.short_since, now) if s.following else None
+        short = _since(plan.get("short_since"), now) if plan.get("following") else None
         following = short is not None and now - short < t.stop_delay_s - EPS
-        plan.state = replace(
-            s, surplus_since=None, short_since=short if following else None, following=following
-        )
+        plan.set(surplus_since=None, short_since=short if following else None, following=following)
 
     def _pause(self, plan: _Plan, c: Charger, t: Timing, now: float) -> None:
-        s = plan.state
-        if s.limit_a > 0.0 or plan.limit <= 0.0 or s.stopped_at is None:
+        stopped_at = plan.state.stopped_at
+        if plan.state.limit_a > 0.0 or plan.limit <= 0.0 or stopped_at is None:
             return
-        left = t.min_pause_s - (now - s.stopped_at)
+        left = t.min_pause_s - (now - stopped_at)
         if left > EPS:
             plan.limit, plan.reason = 0.0, Reason.MIN_PAUSE
             plan.detail = f"{c.mode.value}: paused after stop, {left:.0f} s left"
 
-    def _ramp(self, plan: _Plan, c: Charger, t: Timing, now: float) -> None:
-        """Down at once; up at the ramp rate, and only by at least the dead band."""
-        s = plan.state
-        last, want = s.limit_a, plan.limit
+    def _ramp(self, plan: _Plan, c: Charger, t: Timing, now: float, last_now: float | None) -> None:
+        """Down at once; up at the ramp rate, and only by at least the dead band.
+
+        `ramp_since` is the time an increase became pending (the previous cycle), or the
+        time of the last step up; it is None while no increase is pending.
+        """
+        last, want = plan.state.limit_a, plan.limit
         if want <= last or (last > 0.0 and want - last < t.dead_band_a - EPS):
-            plan.limit = want if want <= last else last
-            plan.state = replace(s, ramp_since=now)
+            plan.limit = min(want, last) if want <= last else last
+            plan.set(ramp_since=None)
             return
-        since = _since(s.ramp_since, now)
+        since = plan.get("ramp_since")
+        if since is None:
+            since = now if last_now is None else last_now
         allowed = last + t.ramp_up_a_per_s * (now - since)
         if last <= 0.0:
             allowed = max(allowed, c.min_a)  # a start goes straight to the minimum
         step = _floor(min(want, allowed))
         if step - last >= t.dead_band_a - EPS or (last <= 0.0 and step >= c.min_a and step > 0):
             plan.limit = step
-            plan.state = replace(s, ramp_since=now)
+            plan.set(ramp_since=now)
         else:
             plan.limit = last
-            plan.state = replace(s, ramp_since=since)
+            plan.set(ramp_since=since)
         if plan.limit < want:
             plan.reason = Reason.RAMPING
             plan.detail = f"ramping up to {want:g} A"
 
     # -- holds ------------------------------------------------------------------------
 
-    def _check_holds(
-        self, snapshot: Snapshot, allocation: Allocation, plans: list[_Plan]
-    ) -> Allocation:
+    def _check_holds(self, snapshot: Snapshot, allocation: Allocation, plans: list[_Plan]) -> None:
         """Cut holds above the allocation to what is left once everyone else is served."""
         held = {
             c.id
@@ -341,7 +360,7 @@ class Controller:
             if p.limit > allocation.by_id[c.id].allocated_a + EPS
         }
         if not held:
-            return allocation
+            return
         pinned = []
         for c, p in zip(snapshot.chargers, plans, strict=True):
             if c.id in held:
@@ -358,7 +377,6 @@ class Controller:
             if c.id in held and granted < p.limit - EPS:
                 p.detail = f"{c.mode.value}: breaker cannot carry a {p.limit:g} A hold"
                 p.limit, p.reason = granted, Reason.NO_CAPACITY
-        return allocation
 
 
 def _idle_since(c: Charger, s: ChargerState, now: float) -> float | None:
@@ -367,17 +385,30 @@ def _idle_since(c: Charger, s: ChargerState, now: float) -> float | None:
     return None
 
 
-def _capped(site: Site, external: ExternalLimit | None) -> Site:
-    """The site with an external limit capping its grid source (never raising it)."""
-    if external is None:
-        return site
-    breaker = site.main_breaker_a
-    if external.current_a is not None:
-        breaker = min(breaker, external.current_a)
-    cap = site.max_import_w
-    if external.power_w is not None:
-        cap = external.power_w if cap is None else min(cap, external.power_w)
-    return replace(site, main_breaker_a=breaker, max_import_w=cap)
+@lru_cache(maxsize=64)
+def _adjusted_site(
+    site: Site, external: ExternalLimit | None, above_min: bool, above_target: bool, h: float
+) -> Site:
+    """The site as the allocator should see it: the grid capped by an external limit
+    (never raised by it), and the battery thresholds lowered by the hysteresis while
+    SOC is "above" them."""
+    if external is not None:
+        breaker = site.main_breaker_a
+        if external.current_a is not None:
+            breaker = min(breaker, external.current_a)
+        cap = site.max_import_w
+        if external.power_w is not None:
+            cap = external.power_w if cap is None else min(cap, external.power_w)
+        site = replace(site, main_breaker_a=breaker, max_import_w=cap)
+    battery = site.battery
+    if battery is not None and (above_min or above_target):
+        battery = replace(
+            battery,
+            soc_min=max(0.0, battery.soc_min - h) if above_min else battery.soc_min,
+            soc_target=max(0.0, battery.soc_target - h) if above_target else battery.soc_target,
+        )
+        site = replace(site, battery=battery)
+    return site
 
 
 def _external_text(external: ExternalLimit, now: float) -> str:
@@ -399,15 +430,25 @@ def _excess_refresh(c: Charger, snapshot: Snapshot) -> bool:
     return export_w + c.min_a * volts * lines > site.excess_threshold_w
 
 
-def _reset(s: ChargerState) -> ChargerState:
-    """No car: forget the session's timers, keep the counters."""
-    return ChargerState(starts=s.starts, stops=s.stops)
+def _reset(plan: _Plan) -> None:
+    """No car: command 0, forget the session's timers, keep the counters."""
+    plan.limit, plan.reason, plan.detail = 0.0, Reason.NOT_ACTIVE, Reason.NOT_ACTIVE.text
+    s = plan.state
+    plan.changes = {
+        f.name: getattr(_FRESH, f.name)
+        for f in fields(ChargerState)
+        if f.name not in ("starts", "stops") and getattr(s, f.name) != getattr(_FRESH, f.name)
+    }
 
 
-def _counted(s: ChargerState, limit: float, now: float) -> ChargerState:
-    """The state after sending `limit`: count starts and stops, note the stop time."""
-    if limit > 0.0 and s.limit_a <= 0.0:
-        return replace(s, limit_a=limit, starts=s.starts + 1, short_since=None)
-    if limit <= 0.0 < s.limit_a:
-        return replace(s, limit_a=0.0, stops=s.stops + 1, stopped_at=now, short_since=None)
-    return replace(s, limit_a=limit)
+def _count(plan: _Plan, now: float) -> None:
+    """Note the command sent: count starts and stops (not of a released car), and the
+    stop time."""
+    last, limit = plan.state.limit_a, plan.limit
+    plan.set(limit_a=limit)
+    if plan.reason is Reason.RELEASED or plan.reason is Reason.NOT_ACTIVE:
+        return
+    if limit > 0.0 and last <= 0.0:
+        plan.set(starts=plan.state.starts + 1, short_since=None)
+    elif limit <= 0.0 < last:
+        plan.set(stops=plan.state.stops + 1, stopped_at=now, short_since=None)
