@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from gateway.model import PHASE_NAMES
@@ -14,11 +13,13 @@ class PlotUnavailable(Exception):
 
 
 def check_matplotlib() -> None:
-    if importlib.util.find_spec("matplotlib") is None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
         raise PlotUnavailable(
             "--plot needs matplotlib, which is not installed: "
             "pip install 'evse-gateway[plot]' (or pip install matplotlib)"
-        )
+        ) from None
 
 
 def save_plot(result: Result, path: str | Path) -> None:

@@ -14,7 +14,8 @@ from gateway.sim.simulation import Result, Trace
 def clock(seconds: float) -> str:
     """HH:MM:SS from seconds after midnight (hours go past 24 on the next day)."""
     s = round(seconds)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    day = f" +{s // 86400}d" if s >= 86400 else ""
+    return f"{s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}{day}"
 
 
 def summary(result: Result) -> str:

@@ -159,7 +159,7 @@ def _csv_points(
             continue
         try:
             when, day = _csv_time(cells[0], day)
-            values = [float(c) for c in cells[1:]]
+            values = [_number(c) for c in cells[1:]]
         except ValueError as exc:
             if number == 1 and not times:
                 continue  # a header row
@@ -188,6 +188,13 @@ def _csv_time(cell: str, day: dt.date | None) -> tuple[float, dt.date | None]:
         return parse_time(float(cell) if _is_number(cell) else cell), day
     except TimeError:
         raise ValueError(f"not a time: {cell!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"not a number: {text!r}") from None
 
 
 def _is_number(text: str) -> bool:
