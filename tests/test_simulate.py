@@ -115,7 +115,11 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path: Path):
         ('charger = "c2"', 'charger = "c3"', ":34: sessions[1].charger: no charger with id 'c3'"),
         ('leave = "12:20"', 'leave = "12:00"', ":36: sessions[1].leave: must be after arrive"),
         ("[household]", "[battery]\nsoc = 50\n[household]", ":21: battery: needs [site.battery]"),
-        ('12:20"\nenergy_kwh = 2', '12:20"\nenergy_kwh = 2\nwheels = 4', ":38: sessions[1].wheels: unknown key"),
+        (
+            '12:20"\nenergy_kwh = 2',
+            '12:20"\nenergy_kwh = 2\nwheels = 4',
+            ":38: sessions[1].wheels: unknown key",
+        ),
     ],
 )
 def test_bad_scenario_files_exit_2_naming_file_line_and_key(tmp_path: Path, cli, old, new, where):
