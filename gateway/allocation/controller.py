@@ -17,7 +17,7 @@ takes anything from another charger.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
@@ -144,6 +144,17 @@ class Controller:
         self.settings = settings
         self.timings = dict(timings or {})
         self.failsafe_a = dict(failsafe_a or {})
+
+    @classmethod
+    def for_chargers(cls, settings: ControlSettings, chargers: Iterable[Any]) -> Controller:
+        """From the config's (or a scenario's) `ChargerConfig` entries: each has `id`,
+        `timing` and `failsafe_a`."""
+        chargers = list(chargers)
+        return cls(
+            settings,
+            timings={c.id: c.timing for c in chargers},
+            failsafe_a={c.id: c.failsafe_a for c in chargers},
+        )
 
     def initial_state(self) -> ControllerState:
         return ControllerState(chargers={})

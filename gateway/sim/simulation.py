@@ -41,11 +41,7 @@ class Result:
 
 def simulate(scenario: Scenario, trace: bool = False) -> Result:
     """Run the whole scenario; `trace` keeps every cycle for `--csv` / `--plot`."""
-    controller = Controller(
-        scenario.control,
-        timings={c.id: c.timing for c in scenario.chargers},
-        failsafe_a={c.id: c.failsafe_a for c in scenario.chargers},
-    )
+    controller = Controller.for_chargers(scenario.control, scenario.chargers)
     model = SiteModel(
         scenario.site,
         [c.charger for c in scenario.chargers],
