@@ -208,3 +208,11 @@ def test_sunny_day_uses_most_of_the_surplus():
     assert garage.energy_wh == pytest.approx(30_000, abs=50)
     assert garage.pv_wh > 0.9 * garage.energy_wh
     assert carport.energy_wh > 10_000
+
+
+def test_an_unwritable_csv_fails_before_simulating(tmp_path: Path, cli):
+    out = tmp_path / "missing" / "day.csv"
+    result = cli("simulate", str(write(tmp_path, SMALL)), "--csv", str(out))
+    assert result.returncode == 1
+    assert f"cannot write {out}" in result.stderr
+    assert result.stdout == ""

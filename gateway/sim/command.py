@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.sim.report import save_csv, summary
+    from gateway.sim.report import summary, write_csv
     from gateway.sim.scenario import load_scenario
     from gateway.sim.simulation import simulate
     from gateway.tomlfile import TomlError
@@ -33,18 +34,29 @@ def run(args: argparse.Namespace) -> int:
     except TomlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = simulate(scenario, trace=bool(args.csv or args.plot))
-    print(summary(result))
-    try:
-        if args.csv:
-            save_csv(result, args.csv)
+    with ExitStack() as files:
+        try:
+            # Open the output first: a day is not simulated for nothing.
+            csv_file = (
+                files.enter_context(open(args.csv, "w", newline="", encoding="utf-8"))
+                if args.csv
+                else None
+            )
+        except OSError as exc:
+            print(f"error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return 1
+        result = simulate(scenario, trace=bool(args.csv or args.plot))
+        print(summary(result))
+        if csv_file is not None:
+            write_csv(result, csv_file)
             print(f"  time series: {args.csv}")
-        if args.plot:
-            from gateway.sim.plot import save_plot
+    if args.plot:
+        from gateway.sim.plot import save_plot
 
+        try:
             save_plot(result, args.plot)
-            print(f"  plot: {args.plot}")
-    except OSError as exc:
-        print(f"error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 1
+        except OSError as exc:
+            print(f"error: cannot write {args.plot}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        print(f"  plot: {args.plot}")
     return 0

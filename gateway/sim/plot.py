@@ -39,7 +39,8 @@ def save_plot(result: Result, path: str | Path) -> None:
     power = axes[0]
     power.plot(hours, [sum(h) / 1000 for h in trace.household_w], label="household")
     power.plot(hours, [p / 1000 for p in trace.pv_w], label="PV")
-    power.plot(hours, [b / 1000 for b in trace.battery_w], label="battery (+ discharge)")
+    if has_soc:
+        power.plot(hours, [b / 1000 for b in trace.battery_w], label="battery (+ discharge)")
     power.set_ylabel("kW")
     power.legend(loc="upper left", fontsize="small")
 

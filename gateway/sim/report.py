@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TextIO
 
 from gateway.model import PHASE_NAMES
@@ -95,8 +94,3 @@ def _rows(trace: Trace) -> Iterator[list[str]]:
             + [f"{a:.2f}" for a in trace.grid_a[k]]
             + per_charger
         )
-
-
-def save_csv(result: Result, path: str | Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        write_csv(result, f)
