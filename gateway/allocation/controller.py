@@ -341,7 +341,7 @@ class Controller:
         """
         last, want = plan.state.limit_a, plan.limit
         if want <= last or (last > 0.0 and want - last < t.dead_band_a - EPS):
-            plan.limit = min(want, last) if want <= last else last
+            plan.limit = min(want, last)
             plan.set(ramp_since=None)
             return
         since = plan.get("ramp_since")
