@@ -76,6 +76,12 @@ class ChargerState:
 
 
 _FRESH = ChargerState()
+# What a car leaving resets (the counters stay).
+_SESSION_DEFAULTS = tuple(
+    (f.name, getattr(_FRESH, f.name))
+    for f in fields(ChargerState)
+    if f.name not in ("starts", "stops")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,11 +451,7 @@ def _reset(plan: _Plan) -> None:
     """No car: command 0, forget the session's timers, keep the counters."""
     plan.limit, plan.reason, plan.detail = 0.0, Reason.NOT_ACTIVE, Reason.NOT_ACTIVE.text
     s = plan.state
-    plan.changes = {
-        f.name: getattr(_FRESH, f.name)
-        for f in fields(ChargerState)
-        if f.name not in ("starts", "stops") and getattr(s, f.name) != getattr(_FRESH, f.name)
-    }
+    plan.changes = {name: fresh for name, fresh in _SESSION_DEFAULTS if getattr(s, name) != fresh}
 
 
 def _count(plan: _Plan, now: float) -> None:
