@@ -100,9 +100,6 @@ class Decision:
     failsafe: bool
     external_limit: bool  # an external site limit was in force this cycle
 
-    def command(self, charger_id: str) -> Command:
-        return next(c for c in self.commands if c.id == charger_id)
-
 
 class _Plan:
     """One charger's command being worked out, and its state changes (applied once)."""
