@@ -5,15 +5,33 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+apt_install_missing() {  # apt_install_missing PKG...: quiet, and nothing at all when present
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    $sudo_cmd env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 need_python() {
     if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
         echo "evse-gateway needs Python >= 3.11 (Raspberry Pi OS / Debian bookworm has 3.11)" >&2
         exit 1
     fi
     if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-        sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-        $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq python3-venv
+        apt_install_missing python3-venv
     fi
+}
+
+test_os_packages() {
+    # tests/test_install*.py: install.sh runs with Debian's own python3 (as on the Pi) and
+    # builds offline with its setuptools/wheel; systemd-analyze checks the unit file, whose
+    # ExecReload needs /usr/bin/kill (procps).
+    apt_install_missing systemd procps python3-venv python3-setuptools python3-wheel
 }
 
 venv_with() {  # $1: pip extras spec, e.g. "." or ".[test]"
@@ -32,6 +50,7 @@ case "${1:-}" in
         ;;
     test)
         shift
+        test_os_packages
         venv_with ".[test]"
         .venv/bin/ruff check .
         exec .venv/bin/python -m pytest "$@"

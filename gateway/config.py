@@ -11,6 +11,8 @@ from pathlib import Path
 
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
 from gateway.allocation.timing import ControlSettings, Timing, read_control, read_timing
+from gateway.export.config import ExportConfig, read_export
+from gateway.logsetup import LogConfig, read_log
 from gateway.model import Charger, Site
 from gateway.schema import SchemaError, Table
 from gateway.tomlfile import read_toml
@@ -36,6 +38,8 @@ class Config:
     site: Site
     chargers: tuple[ChargerConfig, ...]
     control: ControlSettings = field(default_factory=ControlSettings)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
 
 def read_charger_config(t: Table, site: Site, control: ControlSettings) -> ChargerConfig:
@@ -56,7 +60,14 @@ def read_config(top: Table, path: str) -> Config:
     control = read_control(top)
     chargers = top.each("chargers", lambda t: read_charger_config(t, site, control), ())
     check_chargers(tuple(c.charger for c in chargers), site, "chargers")
-    return Config(path=path, site=site, chargers=chargers, control=control)
+    return Config(
+        path=path,
+        site=site,
+        chargers=chargers,
+        control=control,
+        export=read_export(top),
+        log=read_log(top),
+    )
 
 
 def load_config(path: str | Path) -> Config:

@@ -258,3 +258,44 @@ def test_result_does_not_depend_on_listing_order(snap, rnd):
     first, second = allocate(snap), allocate(shuffled)
     for c in snap.chargers:
         assert first.by_id[c.id] == second.by_id[c.id]
+
+
+@st.composite
+def standard_sites(draw):
+    """Standard chargers only, grid only: every limit is a breaker, cap or circuit."""
+    snap = draw(snapshots(with_battery=False))
+    chargers = tuple(replace(c, mode=Mode.STANDARD) for c in snap.chargers)
+    distribution = draw(
+        st.sampled_from([Distribution.SHARED, Distribution.PRIORITY, Distribution.STRICT])
+    )
+    site = replace(snap.site, inverter=None, allow_grid_charging=True, distribution=distribution)
+    return replace(snap, site=site, chargers=chargers)
+
+
+@given(standard_sites())
+@settings(deadline=None)
+def test_no_capacity_is_left_that_a_charger_below_its_max_could_use(snap):
+    result = allocate(snap)
+    site, h = snap.site, household(snap)
+    totals = per_phase_totals(snap, result)
+    # Rounding each grant down to 0.1 A may leave up to 0.1 A per charger unused.
+    step = 0.1 * (len(snap.chargers) + 1)
+    importing = sum(max(0.0, x + t) for x, t in zip(h, totals, strict=True))
+    for c in snap.chargers:
+        a = result.by_id[c.id].allocated_a
+        if c.status not in ACTIVE_STATUSES or a == 0 or a > c.max_a - step:
+            continue
+        if c.status == "SuspendedEV" and c.idle_s >= site.release_after_s and sum(c.draw_a) < 1:
+            continue  # released: its minimum only
+        phases = lines_used(c, site.phases)
+        blocked = any(totals[p] + step > site.main_breaker_a - h[p] for p in phases)
+        if site.max_import_w is not None:
+            extra = sum(
+                max(0.0, h[p] + totals[p] + step) - max(0.0, h[p] + totals[p]) for p in phases
+            )
+            blocked |= (importing + extra) * 230 > site.max_import_w
+        for circuit in site.circuits:
+            if c.id in circuit.chargers:
+                inside = per_phase_totals(snap, result, set(circuit.chargers))
+                blocked |= any(inside[p] + step > circuit.limit_a for p in phases)
+        assert blocked, (c.id, a, totals, h)

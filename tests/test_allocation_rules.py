@@ -135,3 +135,16 @@ def test_a_charger_without_minimum_is_still_served():
     for distribution in ("shared", "priority", "strict", "optimized"):
         result = run(site(distribution=distribution), (9, 9, 9), charger("c", min_a=0))
         assert amps(result) == [16], distribution
+
+
+def test_shared_keeps_filling_after_one_charger_is_already_full():
+    # "fixed" can take only its minimum: the others must still share the rest evenly.
+    s = site(breaker=25, distribution="shared")
+    result = run(
+        s,
+        (0, 0, 0),
+        charger("fixed", min_a=6, max_a=6, priority=1),
+        charger("b", priority=2),
+        charger("c", priority=3),
+    )
+    assert amps(result) == [6, 9.5, 9.5]

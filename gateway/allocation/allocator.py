@@ -165,9 +165,10 @@ class _Allocator:
                 if step > EPS:
                     for seat in rising:
                         self.give(seat, step)
-                rising = [s for s in rising if self.limit(s, self.pools, s.amount) - s.amount > EPS]
-                if step <= EPS:
-                    break
+                still = [s for s in rising if self.limit(s, self.pools, s.amount) - s.amount > EPS]
+                if step <= EPS and len(still) == len(rising):
+                    break  # nothing moved and nobody stopped: only rounding noise is left
+                rising = still
 
     def _even_step(self, rising: list[Seat]) -> float:
         """The largest equal rise all of `rising` can take together from shared sources."""
@@ -185,10 +186,15 @@ class _Allocator:
         for capacity, members in sources:
             if not members:
                 continue
+            masks = [0] * 8
+            for seat in members:
+                masks[seat.mask] += 1
+            used = [(m, k) for m, k in enumerate(masks) if k]
+            cap = capacity.cap
             for s in range(1, 8):
-                count = sum(popcount(s & seat.mask) for seat in members)
-                if count:
-                    step = min(step, capacity.cap[s] / count)
+                count = sum(k * popcount(s & m) for m, k in used)
+                if count and cap[s] < step * count:
+                    step = cap[s] / count
         return step
 
     def take_in_order(self, order: list[Seat], trim_for_next: bool) -> None:

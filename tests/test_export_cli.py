@@ -1,0 +1,95 @@
+"""`registers` and `status`: the generated docs are current; status reads a live server."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from tests.conftest import ROOT, run_cli
+from tests.test_export_server import run, running, site_state, writable, write
+
+
+def test_docs_registers_md_is_current() -> None:
+    result = run_cli("registers", "--format", "md")
+    assert result.returncode == 0, result.stderr
+    committed = (ROOT / "docs" / "registers.md").read_text(encoding="utf-8")
+    assert result.stdout == committed, (
+        "docs/registers.md is stale: run "
+        "`PYTHONPATH=. python -m gateway registers --format md > docs/registers.md`"
+    )
+    assert "-0 -B -t 4:float -r 100" in committed and "modbus:\n  - name: evse_gateway" in committed
+
+
+def test_registers_csv_is_the_map_file() -> None:
+    result = run_cli("registers", "--format", "csv")
+    map_file = ROOT / "gateway" / "export" / "registers.csv"
+    assert result.returncode == 0 and result.stdout == map_file.read_text(encoding="utf-8")
+    assert run_cli("registers", "--format", "xml").returncode == 2
+
+
+async def status(port: int) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "status",
+        "--port",
+        str(port),
+        "--timeout",
+        "2",
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+def test_status_prints_site_and_chargers_of_a_running_gateway() -> None:
+    async def body() -> None:
+        async with running(writable()) as (server, client):
+            server.publish(site_state(updated_unix=time.time()))
+            assert await write(client, 500, 160) == 0
+            assert await write(client, 1181, 0) == 0
+            code, out, err = await status(server.port)
+        assert code == 0, err
+        lines = out.splitlines()
+        assert "status: meters ok, OCPP ok, external limit active" in lines
+        assert lines[1].startswith("cycle 7, updated ")
+        grid = next(line for line in lines if line.strip().startswith("grid A"))
+        assert grid.split()[2:5] == ["4.5", "-6.5", "8"]
+        assert "overrides: site current 16 A, site power -" in out
+        rows = [line.split() for line in lines if "wallbox-" in line]
+        assert [r[1] for r in rows] == ["wallbox-0", "wallbox-1", "wallbox-2"]
+        assert rows[1][:8] == ["1", "wallbox-1", "yes", "Charging", "3", "solar", "9.5", "10.25"]
+        assert "paused" in rows[1] and "paused" not in rows[0]
+        assert " ".join(rows[0][-2:]) == "solar surplus"
+
+    run(body)
+
+
+def test_status_says_when_no_gateway_answers(tmp_path: Path) -> None:
+    async def body() -> None:
+        # a Modbus server that is not a gateway: right protocol, wrong map
+        other = SimDevice(id=0, simdata=[SimData(0, count=200, datatype=DataType.REGISTERS)])
+        server = ModbusTcpServer(other, address=("127.0.0.1", 0))
+        await server.serve_forever(background=True)
+        port = server.transport.sockets[0].getsockname()[1]
+        try:
+            code, _, err = await status(port)
+        finally:
+            await server.shutdown()
+        assert code == 1 and "not an evse-gateway register map" in err
+        code, _, err = await status(port)  # now nothing listens there
+        assert code == 1
+        assert err.strip() == f"error: 127.0.0.1:{port}: cannot connect " + (
+            "(is the gateway running and [export] enabled?)"
+        )
+
+    run(body)

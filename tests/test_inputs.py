@@ -1,0 +1,115 @@
+"""Meter readings, live charger state and written overrides -> one Snapshot."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from gateway.inputs import charger_inputs, read_site
+from gateway.model import Battery, Mode
+from tests.allocation_helpers import charger, site
+
+
+@dataclass
+class R:
+    value: float
+    at: float
+
+
+@dataclass
+class Meter:
+    name: str
+    role: str
+    values: dict
+    ok: bool = True
+    charger: str | None = None
+
+
+@dataclass
+class Live:
+    online: bool = True
+    status: str | None = "Charging"
+    current_a: tuple = (10.0, 10.0, 10.0)
+
+
+@dataclass
+class Override:
+    max_a: float | None = None
+    enabled: bool | None = None
+    mode: Mode | None = None
+
+
+@dataclass
+class Overrides:
+    site_current_a: float | None = None
+    site_power_w: float | None = None
+    chargers: dict = field(default_factory=dict)
+
+    def charger(self, charger_id):
+        return self.chargers.get(charger_id, Override())
+
+
+def grid_meter(at: float, **extra) -> Meter:
+    values = {f"current_l{i}_a": R(v, at) for i, v in enumerate((5.0, -2.0, 1.0), 1)}
+    values.update({k: R(v, at) for k, v in extra.items()})
+    return Meter("grid", "grid", values)
+
+
+def test_grid_currents_with_their_age_and_the_other_sources():
+    meters = [
+        grid_meter(at=100.0, voltage_l1_v=231, voltage_l2_v=229, voltage_l3_v=230, power_w=920),
+        Meter("pv", "pv", {"power_w": R(4000, 101.0)}),
+        Meter("bat", "battery", {"soc_pct": R(55, 101.0), "power_w": R(-800, 101.0)}),
+    ]
+    inputs = read_site(meters, site(battery=Battery(4000, 4000)), now=102.5, stale_after_s=10)
+    m = inputs.measurements
+    assert m.grid_current_a == (5.0, -2.0, 1.0)
+    assert inputs.grid_age_s == 2.5
+    assert m.voltage_v == (231, 229, 230)
+    assert (m.pv_power_w, m.battery_soc, m.battery_power_w) == (4000, 55, -800)
+    assert inputs.grid_power_w == 920
+    assert inputs.failing_meters == ()
+
+
+def test_current_derived_from_signed_power_when_the_meter_has_none():
+    values = {f"power_l{i}_w": R(p, 50.0) for i, p in enumerate((2300, -460, 0), 1)}
+    values.update({f"voltage_l{i}_v": R(230, 50.0) for i in (1, 2, 3)})
+    inputs = read_site([Meter("g", "grid", values)], site(), now=51, stale_after_s=10)
+    assert inputs.measurements.grid_current_a == (10.0, -2.0, 0.0)
+
+
+def test_no_grid_reading_yet_is_infinitely_old_and_stale_extras_are_dropped():
+    meters = [
+        Meter("grid", "grid", {}, ok=False),
+        Meter("bat", "battery", {"soc_pct": R(55, 0.0), "power_w": R(0, 0.0)}),
+    ]
+    inputs = read_site(meters, site(), now=100, stale_after_s=10)
+    assert inputs.grid_age_s == math.inf
+    assert inputs.measurements.grid_current_a == (0.0, 0.0, 0.0)
+    assert inputs.measurements.battery_soc is None
+    assert inputs.failing_meters == ("grid",)
+
+
+def test_live_state_submeters_and_overrides_shape_the_chargers():
+    configured = [charger("a", max_a=32), charger("b"), charger("c"), charger("d")]
+    live = {
+        "a": Live(current_a=(12.0, None, 11.5)),
+        "b": Live(online=False),
+        "c": Live(status="SuspendedEV", current_a=(0, 0, 0)),
+    }
+    overrides = Overrides(
+        chargers={"a": Override(max_a=20, mode=Mode.SOLAR), "c": Override(enabled=False)}
+    )
+    submeter = Meter("sub", "charger", {"current_l1_a": R(-13.0, 9.0)}, charger="a")
+    out = {c.id: c for c in charger_inputs(configured, live, overrides, [submeter], 10, 10)}
+    assert out["a"].draw_a == (13.0, 0.0, 0.0)  # the sub-meter wins over MeterValues
+    assert (out["a"].mode, out["a"].max_a, out["a"].status) == (Mode.SOLAR, 20, "Charging")
+    assert out["b"].status == "Unavailable"  # offline
+    assert out["c"].status == "Unavailable"  # disabled over Modbus
+    assert out["d"].status == "Unavailable" and out["d"].draw_a == (0, 0, 0)  # never seen
+
+
+def test_a_written_max_never_raises_the_configured_one():
+    overrides = Overrides(chargers={"a": Override(max_a=63)})
+    (out,) = charger_inputs([charger("a", max_a=16)], {"a": Live()}, overrides)
+    assert out.max_a == 16
