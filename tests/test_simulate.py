@@ -165,6 +165,8 @@ def test_evening_four_cars_never_overload_the_fuse_beyond_one_reaction():
     # The oven's step is there and is answered within one cycle plus the car's lag.
     assert max(e.peak_a for e in tally.phases) > 5
     assert max(e.longest_s for e in tally.phases) <= tally.reaction_s
+    # Beyond the first cycle only the car's lag (5 s) keeps it over: a handful of steps.
+    assert all(e.beyond_cycle_as <= e.peak_a * 5 * 2 for e in tally.phases)
     # Phase A is full while the oven is on: the late cars wait for it, nobody is cut.
     assert [c.starts for c in tally.chargers] == [1, 1, 0, 0]
     assert all(c.stops == 0 for c in tally.chargers)

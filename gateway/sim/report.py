@@ -52,7 +52,8 @@ def summary(result: Result) -> str:
             lines.append(f"    phase {name}: never over")
         else:
             lines.append(
-                f"    phase {name}: peak {e.peak_a:.1f} A over, longest {e.longest_s:g} s, "
+                f"    phase {name}: peak {e.peak_a:.1f} A over, longest {e.longest_s:g} s; "
+                f"{e.beyond_cycle_as:.1f} A·s beyond one cycle, "
                 f"{e.beyond_as:.1f} A·s beyond the reaction time"
             )
     return "\n".join(lines)

@@ -11,7 +11,7 @@ Definitions (also in docs/simulation.md):
 - Grid import during solar charging: net import, up to what Solar and Excess chargers draw.
 - A breaker excursion is a stretch of time a phase imports more than the breaker.
   The gateway needs one cycle to see a change and a car up to its lag to follow a new
-  limit, so only what lasts longer than that reaction time counts as "beyond" (in A·s).
+  limit: A·s are counted beyond the first cycle, and beyond that reaction time.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class ChargerTally:
 class Excursion:
     peak_a: float = 0.0
     longest_s: float = 0.0
+    beyond_cycle_as: float = 0.0  # A·s beyond the first cycle
     beyond_as: float = 0.0  # A·s beyond the reaction time
     since: float | None = None  # the stretch going on
 
@@ -115,6 +116,8 @@ class Tally:
         self._excursions(now, dt, reading.grid_a)
 
     def _excursions(self, now: float, dt: float, grid_a: Sequence[float]) -> None:
+        """Per phase: peak, longest stretch, and A·s beyond one cycle and beyond the
+        reaction time (`now` is on the cycle grid, so the first cycle is [since, since + dt])."""
         breaker = self.site.main_breaker_a
         for excursion, current in zip(self.phases, grid_a, strict=True):
             over = current - breaker
@@ -126,6 +129,8 @@ class Tally:
             excursion.peak_a = max(excursion.peak_a, over)
             lasted = now + dt - excursion.since
             excursion.longest_s = max(excursion.longest_s, lasted)
+            if lasted > dt + 1e-9:
+                excursion.beyond_cycle_as += over * dt
             beyond = min(dt, lasted - self.reaction_s)
             if beyond > 1e-9:
                 excursion.beyond_as += over * beyond
