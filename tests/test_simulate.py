@@ -218,3 +218,69 @@ def test_an_unwritable_csv_fails_before_simulating(tmp_path: Path, cli):
     assert result.returncode == 1
     assert f"cannot write {out}" in result.stderr
     assert result.stdout == ""
+
+
+GATEWAY_CONFIG = """\
+[site]
+main_breaker_a = 25
+
+[control]
+start_delay_s = 30
+
+[[chargers]]
+id = "c1"
+mode = "solar"
+"""
+
+FROM_CONFIG = """\
+[simulation]
+start = "12:00"
+duration_h = 0.1
+cycle_s = 2
+config = "gateway.toml"
+
+[household]
+points = [["00:00", 600]]
+
+[pv]
+points = [["00:00", 9000]]
+
+[[sessions]]
+charger = "c1"
+arrive = "12:00"
+leave = "13:00"
+energy_kwh = 20
+"""
+
+
+def test_a_scenario_can_take_site_control_and_chargers_from_a_gateway_config(tmp_path: Path):
+    (tmp_path / "gateway.toml").write_text(GATEWAY_CONFIG)
+    scenario = load_scenario(write(tmp_path, FROM_CONFIG))
+    assert scenario.site.main_breaker_a == 25
+    assert scenario.chargers[0].timing.start_delay_s == 30
+    tally = simulate(scenario).tally
+    assert tally.chargers[0].starts == 1 and tally.chargers[0].energy_wh > 0
+
+
+@pytest.mark.parametrize(
+    ("config", "scenario_extra", "where"),
+    [
+        (
+            GATEWAY_CONFIG.replace('mode = "solar"', 'mode = "sun"'),
+            "",
+            ":5: simulation.config: {config}:9: chargers[0].mode: must be one of",
+        ),
+        (
+            GATEWAY_CONFIG,
+            "[site]\nmain_breaker_a = 40\n",
+            ":18: site: comes from simulation.config",
+        ),
+    ],
+)
+def test_config_errors_name_both_files(tmp_path: Path, cli, config, scenario_extra, where):
+    (tmp_path / "gateway.toml").write_text(config)
+    path = write(tmp_path, FROM_CONFIG + scenario_extra)
+    result = cli("simulate", str(path))
+    assert result.returncode == 2
+    expected = where.format(config=tmp_path / "gateway.toml")
+    assert result.stderr.startswith(f"error: {path}{expected}"), result.stderr

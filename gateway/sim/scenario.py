@@ -1,5 +1,6 @@
-"""A scenario file: the gateway's own `[site]`, `[control]` and `[[chargers]]` keys, plus
-the day to simulate (household load, PV, home battery, car sessions, cycle, duration).
+"""A scenario file: the gateway's own `[site]`, `[control]` and `[[chargers]]` keys (or
+`simulation.config` naming a gateway config file to take them from), plus the day to
+simulate (household load, PV, home battery, car sessions, cycle, duration).
 
 Errors name the file, the line and the key (`gateway.tomlfile`), like the config's.
 """
@@ -11,12 +12,12 @@ from pathlib import Path
 
 from gateway.allocation.snapshot import check_chargers, read_site
 from gateway.allocation.timing import ControlSettings, read_control
-from gateway.config import ChargerConfig, read_charger_config
+from gateway.config import ChargerConfig, load_config, read_charger_config
 from gateway.model import Site
 from gateway.schema import SchemaError, Table
 from gateway.sim.series import Series, read_series, read_time
 from gateway.sim.site import HomeBattery, Session
-from gateway.tomlfile import read_toml
+from gateway.tomlfile import TomlError, read_toml
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,20 +42,16 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def read_scenario(top: Table, path: str, base_dir: Path) -> Scenario:
-    site_table = top.table("site")
-    site = read_site(site_table)
-    site_table.finish()
-    control = read_control(top)
-    chargers = top.each("chargers", lambda t: read_charger_config(t, site, control))
-    if not chargers:
-        raise SchemaError("chargers", "needs at least one charger")
-    check_chargers(tuple(c.charger for c in chargers), site, "chargers")
-
     sim = top.table("simulation")
     start = read_time(sim, "start", 0.0)
     duration = sim.number("duration_h", lo=0.001, hi=24 * 14) * 3600
     cycle = sim.number("cycle_s", 1.0, lo=0.1, hi=60)
+    config_name = sim.string("config", None)
     sim.finish()
+    if config_name is None:
+        site, control, chargers = _inline_setup(top)
+    else:
+        site, control, chargers = _config_setup(top, base_dir / config_name, sim.at("config"))
 
     per_phase = sorted({1, site.phases})
     household = _series(top, "household", base_dir, per_phase, "W")
@@ -77,6 +74,35 @@ def read_scenario(top: Table, path: str, base_dir: Path) -> Scenario:
         battery=battery,
         sessions=sessions,
     )
+
+
+def _inline_setup(top: Table) -> tuple[Site, ControlSettings, tuple[ChargerConfig, ...]]:
+    """`[site]`, `[control]` and `[[chargers]]` written in the scenario itself."""
+    site_table = top.table("site")
+    site = read_site(site_table)
+    site_table.finish()
+    control = read_control(top)
+    chargers = top.each("chargers", lambda t: read_charger_config(t, site, control))
+    if not chargers:
+        raise SchemaError("chargers", "needs at least one charger")
+    check_chargers(tuple(c.charger for c in chargers), site, "chargers")
+    return site, control, chargers
+
+
+def _config_setup(
+    top: Table, config_path: Path, key: str
+) -> tuple[Site, ControlSettings, tuple[ChargerConfig, ...]]:
+    """The site, control and chargers of a gateway config file (`simulation.config`)."""
+    for section in ("site", "control", "chargers"):
+        if top.has(section):
+            raise SchemaError(section, "comes from simulation.config; give one or the other")
+    try:
+        config = load_config(config_path)
+    except TomlError as exc:
+        raise SchemaError(key, str(exc)) from None
+    if not config.chargers:
+        raise SchemaError(key, f"{config_path} has no [[chargers]]")
+    return config.site, config.control, config.chargers
 
 
 def _series(top: Table, key: str, base_dir: Path, columns: list[int], unit: str) -> Series | None:
