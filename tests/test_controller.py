@@ -125,6 +125,18 @@ def test_increases_ramp_and_respect_the_dead_band():
     assert run.limit(11, (14.4, 14.4, 14.4)) == 10.5
 
 
+def test_a_small_reduction_waits_for_the_dead_band_unless_the_breaker_needs_it():
+    run = Run(site(), charger("c1", mode="solar"), timing=replace(NONE, dead_band_a=0.5))
+    assert run.started(0, EXPORT_9) == 9.0
+    assert run.limit(1, (-8.7, -8.7, -8.7)) == 9.0  # 0.3 A less surplus: not sent
+    assert run.limit(2, (-8.5, -8.5, -8.5)) == 8.5  # 0.5 A less: sent
+    # On a site whose breaker is full a small reduction goes out at once.
+    run = Run(site(), charger("c1", max_a=16), timing=replace(NONE, dead_band_a=0.5))
+    assert run.started(0, (13, 13, 13)) == 12.0
+    d = run.step(1, (13.2, 13.2, 13.2))
+    assert (d.commands[0].limit_a, d.commands[0].reason) == (11.8, Reason.BREAKER_LIMIT)
+
+
 def test_start_delay_waits_until_surplus_has_carried_the_minimum_long_enough():
     run = Run(site(), charger("c1", mode="solar"), timing=replace(NONE, start_delay_s=60))
     d = run.step(0, EXPORT_9)

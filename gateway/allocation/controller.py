@@ -8,10 +8,10 @@ ramped and dead-banded, surplus-driven starts and stops delayed, restarts paused
 every active charger at its failsafe current while the grid data is stale.
 
 A command above the allocation (a stop delay or an excess hold keeping a charger at its
-minimum) is checked by a second allocation in which every other charger is pinned at
-its command and the held ones ask for their minimum last, from any source: a hold
-never takes what the breaker, the import cap or a circuit does not have, and never
-takes anything from another charger.
+minimum, a reduction within the dead band) is checked by a second allocation in which
+every other charger is pinned at its command and the held ones ask for theirs last,
+from any source: a hold never takes what the breaker, the import cap or a circuit does
+not have, and never takes anything from another charger.
 """
 
 from __future__ import annotations
@@ -344,7 +344,10 @@ class Controller:
         """
         last, want = plan.state.limit_a, plan.limit
         if want <= last or (last > 0.0 and want - last < t.dead_band_a - EPS):
-            plan.limit = min(want, last)
+            # A change within the dead band is not sent, a reduction included: the
+            # check of holds cuts it at once if the breaker or import cap needs it.
+            within = want > 0.0 and abs(want - last) < t.dead_band_a - EPS
+            plan.limit = last if within else want
             plan.set(ramp_since=None)
             return
         since = plan.get("ramp_since")
@@ -389,8 +392,9 @@ class Controller:
         for c, p in zip(snapshot.chargers, plans, strict=True):
             granted = check.by_id[c.id].allocated_a
             if c.id in held and granted < p.limit - EPS:
-                p.detail = f"{c.mode.value}: breaker cannot carry a {p.limit:g} A hold"
-                p.limit, p.reason = granted, Reason.NO_CAPACITY
+                p.reason = Reason.BREAKER_LIMIT if granted > 0.0 else Reason.NO_CAPACITY
+                p.detail = f"{c.mode.value}: breaker cannot carry {p.limit:g} A"
+                p.limit = granted
 
 
 def _idle_since(c: Charger, s: ChargerState, now: float) -> float | None:
