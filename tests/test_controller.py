@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 
@@ -208,7 +209,8 @@ def test_battery_soc_hysteresis_band():
     assert run.limit(6, EXPORT_9, soc=79) == 0.0  # rising again: needs the target
 
 
-def test_stale_grid_data_puts_active_chargers_at_failsafe_and_back():
+def test_stale_grid_data_puts_active_chargers_at_failsafe_and_back(caplog):
+    caplog.set_level(logging.INFO, logger="gateway.allocation.controller")
     run = Run(
         site(),
         charger("c1", mode="solar"),
@@ -228,6 +230,12 @@ def test_stale_grid_data_puts_active_chargers_at_failsafe_and_back():
     d = run.step(4, EXPORT_9, age=0.5)  # fresh data: normal control again
     assert not d.failsafe
     assert (d.commands[0].limit_a, d.commands[0].failsafe) == (9.0, False)
+    # One log line when it starts, one when it ends.
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "grid data stale: 2 charger(s) at their failsafe current",
+        "grid data fresh again: normal control resumes",
+    ]
 
 
 def test_external_limit_caps_the_grid_until_it_expires():

@@ -16,6 +16,7 @@ not have, and never takes anything from another charger.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -34,6 +35,8 @@ from gateway.model import (
     Site,
     Snapshot,
 )
+
+log = logging.getLogger(__name__)
 
 EPS = 1e-6
 # Held chargers are served after every pinned one in the feasibility check.
@@ -90,6 +93,8 @@ class ControllerState:
     soc_above_min: bool = False
     soc_above_target: bool = False
     last_now: float | None = None
+    failsafe: bool = False  # the last cycle was in failsafe
+    external_limit: bool = False  # an external limit was in force in the last cycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +233,12 @@ class Controller:
             if external is not None and reason in (Reason.BREAKER_LIMIT, Reason.NO_CAPACITY):
                 reason, detail = Reason.EXTERNAL_LIMIT, _external_text(external, now)
             commands.append(Command(charger.id, plan.limit, reason, detail, failsafe))
-        new_state = replace(state, chargers=states, last_now=now)
-        return new_state, Decision(tuple(commands), allocation, failsafe, external is not None)
+        limited = external is not None
+        _log_transitions(state, failsafe, limited, len(chargers), external, now)
+        new_state = replace(
+            state, chargers=states, last_now=now, failsafe=failsafe, external_limit=limited
+        )
+        return new_state, Decision(tuple(commands), allocation, failsafe, limited)
 
     # -- site adjustments ---------------------------------------------------------------
 
@@ -395,6 +404,25 @@ class Controller:
                 p.reason = Reason.BREAKER_LIMIT if granted > 0.0 else Reason.NO_CAPACITY
                 p.detail = f"{c.mode.value}: breaker cannot carry {p.limit:g} A"
                 p.limit = granted
+
+
+def _log_transitions(
+    state: ControllerState,
+    failsafe: bool,
+    limited: bool,
+    chargers: int,
+    external: ExternalLimit | None,
+    now: float,
+) -> None:
+    """One line when failsafe or an external limit starts or ends."""
+    if failsafe and not state.failsafe:
+        log.warning("grid data stale: %d charger(s) at their failsafe current", chargers)
+    elif state.failsafe and not failsafe:
+        log.info("grid data fresh again: normal control resumes")
+    if external is not None and not state.external_limit:
+        log.info("%s", _external_text(external, now))
+    elif state.external_limit and not limited:
+        log.info("external site limit ended")
 
 
 def _idle_since(c: Charger, s: ChargerState, now: float) -> float | None:
