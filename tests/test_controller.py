@@ -238,7 +238,8 @@ def test_stale_grid_data_puts_active_chargers_at_failsafe_and_back(caplog):
     ]
 
 
-def test_external_limit_caps_the_grid_until_it_expires():
+def test_external_limit_caps_the_grid_until_it_expires(caplog):
+    caplog.set_level(logging.INFO, logger="gateway.allocation.controller")
     run = Run(site(), charger("c1", max_a=16))
     limit = ExternalLimit(expires_at=100, current_a=15)
     run.step(-1, NO_SUN, external=limit)
@@ -252,6 +253,10 @@ def test_external_limit_caps_the_grid_until_it_expires():
     assert d.commands[0].limit_a == 10.0
     d = run.step(100, NO_SUN, external=limit)  # expired
     assert not d.external_limit and d.commands[0].limit_a == 16.0
+    assert [r.getMessage() for r in caplog.records] == [
+        "external site limit 15 A, 101 s left",
+        "external site limit ended",
+    ]
     # A limit above the breaker never raises it; a power limit caps the total import.
     assert run.limit(101, NO_SUN, external=ExternalLimit(200, current_a=40)) == 16.0
     power = ExternalLimit(200, power_w=3 * 230 * 12)
