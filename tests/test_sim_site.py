@@ -47,15 +47,15 @@ def test_grid_reading_is_household_plus_cars_minus_pv_and_battery_per_phase():
     session = Session("c1", arrive_s=0, leave_s=1000, energy_wh=10_000, phases=1, lag_s=5)
     battery = HomeBattery(capacity_wh=10_000, soc=50, max_charge_w=1380, max_discharge_w=1380)
     model = SiteModel(SITE, [charger], [session], flat(690, 1380, 2070), flat(2070.0), battery)
-    snap = model.measure(0)
+    snap, _ = model.measure(0)
     assert snap.chargers[0].status == "SuspendedEVSE"
     # Household 3, 6, 9 A; PV 2070 W = 3 A per phase; the battery covers the rest up to
     # its 1380 W = 2 A per phase: 3 + 6 + 9 - 9 = 9 A net, 6 A of it left on the grid.
     assert snap.measurements.battery_power_w == 1380
     assert snap.measurements.grid_current_a == pytest.approx((-2.0, 1.0, 4.0))
     model.apply([command(10)], 0)
-    assert model.measure(4).chargers[0].draw_a == (0.0, 0.0, 0.0)  # the car's lag
-    snap = model.measure(5)
+    assert model.measure(4)[0].chargers[0].draw_a == (0.0, 0.0, 0.0)  # the car's lag
+    snap, _ = model.measure(5)
     assert snap.chargers[0].status == "Charging"
     assert snap.chargers[0].draw_a == (10.0, 0.0, 0.0)
     assert snap.measurements.grid_current_a == pytest.approx((-2.0, 11.0, 4.0))
@@ -68,18 +68,18 @@ def test_cars_arrive_stop_when_full_and_leave():
         Session("c1", arrive_s=6000, leave_s=7000, energy_wh=50_000),
     ]
     model = SiteModel(SITE, [charger], sessions, flat(0.0))
-    assert model.measure(0).chargers[0].status == "Available"
-    assert model.measure(100).chargers[0].status == "SuspendedEVSE"
+    assert model.measure(0)[0].chargers[0].status == "Available"
+    assert model.measure(100)[0].chargers[0].status == "SuspendedEVSE"
     model.apply([command(16)], 100)
-    assert model.measure(105).chargers[0].status == "Charging"
+    assert model.measure(105)[0].chargers[0].status == "Charging"
     # 600 s at 16 A fills the car: 1840 Wh.
-    assert model.measure(704).chargers[0].draw_a[0] == 16.0
-    snap = model.measure(706)
+    assert model.measure(704)[0].chargers[0].draw_a[0] == 16.0
+    snap, _ = model.measure(706)
     assert (snap.chargers[0].status, snap.chargers[0].draw_a) == ("SuspendedEV", (0.0, 0.0, 0.0))
-    assert model.measure(5000).chargers[0].status == "Available"
+    assert model.measure(5000)[0].chargers[0].status == "Available"
     # Energy is counted per cycle: the car notices it is full up to one cycle late.
     assert model.bays[0].energy_wh == pytest.approx(1840, abs=16 * 690 * 2 / 3600)
-    assert model.measure(6000).chargers[0].status == "Charging"  # still offered 16 A
+    assert model.measure(6000)[0].chargers[0].status == "Charging"  # still offered 16 A
     model.measure(6005)  # the new car follows the 16 A offered after its lag...
     model.measure(6015)  # ...and 10 s at 16 A are counted
     assert model.bays[0].energy_wh == pytest.approx(1843.07 + 16 * 690 * 10 / 3600, abs=0.1)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from gateway.allocation.controller import Controller, Decision
 from gateway.sim.scenario import Scenario
-from gateway.sim.site import SiteModel
+from gateway.sim.site import Reading, SiteModel
 from gateway.sim.tally import ChargerTally, Tally
 
 
@@ -64,13 +64,12 @@ def simulate(scenario: Scenario, trace: bool = False) -> Result:
     started = time.perf_counter()
     for i in range(cycles):
         now = scenario.start_s + i * dt
-        snapshot = model.measure(now)
+        snapshot, reading = model.measure(now)
         state, decision = controller.step(state, snapshot, now, grid_age_s=0.0)
         model.apply(decision.commands, now)
-        assert model.reading is not None
-        tally.add(now, dt, model.reading, model.bays, decision.commands)
+        tally.add(now, dt, reading, model.bays, decision.commands)
         if record is not None:
-            _record(record, now, model, decision)
+            _record(record, now, reading, model, decision)
     model.measure(scenario.start_s + cycles * dt)  # count the last cycle's energy
     wall = time.perf_counter() - started
     for charger_tally, bay in zip(tally.chargers, model.bays, strict=True):
@@ -81,9 +80,7 @@ def simulate(scenario: Scenario, trace: bool = False) -> Result:
     return Result(scenario, tally, cycles, wall, record)
 
 
-def _record(trace: Trace, now: float, model: SiteModel, decision: Decision) -> None:
-    r = model.reading
-    assert r is not None
+def _record(trace: Trace, now: float, r: Reading, model: SiteModel, decision: Decision) -> None:
     trace.times.append(now)
     trace.household_w.append(r.household_w)
     trace.pv_w.append(r.pv_w)

@@ -1,7 +1,8 @@
 """A site's physics over time: household load, PV, a home battery, and cars on chargers.
 
 Pure and deterministic: the caller moves time forward. Each cycle `measure(now)` moves
-every car and the battery to `now` and returns what the gateway's meters would read;
+every car and the battery to `now` and returns what the gateway's meters would read
+(and the physical state behind it);
 `apply(commands, now)` offers each charger's new limit to its car, which follows after
 its lag. The battery runs in self-consumption mode on the site total: it charges from a
 surplus and discharges to cover the load (cars included), within its power and SOC
@@ -166,7 +167,6 @@ class SiteModel:
             Bay(c, [s for s in sessions if s.charger == c.id], site.phases) for c in chargers
         ]
         self._last_t: float | None = None
-        self.reading: Reading | None = None
 
     def _household_w(self, now: float) -> tuple[float, ...]:
         n = self.site.phases
@@ -175,7 +175,7 @@ class SiteModel:
             return row
         return (sum(row) / n,) * n
 
-    def measure(self, now: float) -> Snapshot:
+    def measure(self, now: float) -> tuple[Snapshot, Reading]:
         site, volts, n = self.site, self.site.voltage_v, self.site.phases
         if self.battery is not None and self._last_t is not None:
             self.battery.run(now - self._last_t)
@@ -197,14 +197,14 @@ class SiteModel:
         source_a = (pv + battery_w) / volts / n
         grid = tuple(household[p] / volts + ev_a[p] - source_a for p in range(n))
         soc = self.battery.soc if self.battery is not None else None
-        self.reading = Reading(household, pv, grid, battery_w, soc)
         measurements = Measurements(
             grid_current_a=grid,
             pv_power_w=pv if self.pv is not None else None,
             battery_soc=soc,
             battery_power_w=battery_w if self.battery is not None else None,
         )
-        return Snapshot(site=site, measurements=measurements, chargers=tuple(chargers))
+        snapshot = Snapshot(site=site, measurements=measurements, chargers=tuple(chargers))
+        return snapshot, Reading(household, pv, grid, battery_w, soc)
 
     def apply(self, commands: Iterable[Command], now: float) -> None:
         for bay, command in zip(self.bays, commands, strict=True):
