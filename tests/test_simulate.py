@@ -17,12 +17,8 @@ from tests.conftest import ROOT
 
 SCENARIOS = ROOT / "gateway" / "sim" / "scenarios"
 
-SMALL = """\
-[simulation]
-start = "12:00"
-duration_h = 0.5
-cycle_s = 2
-
+# The site, control and one charger, as in a gateway config.
+SETUP = """\
 [site]
 main_breaker_a = 25
 
@@ -32,7 +28,18 @@ start_delay_s = 30
 [[chargers]]
 id = "c1"
 mode = "solar"
+"""
 
+SMALL = (
+    """\
+[simulation]
+start = "12:00"
+duration_h = 0.5
+cycle_s = 2
+
+"""
+    + SETUP
+    + """
 [[chargers]]
 id = "c2"
 mode = "standard"
@@ -56,6 +63,7 @@ arrive = 43500
 leave = "12:20"
 energy_kwh = 2
 """
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -220,17 +228,7 @@ def test_an_unwritable_csv_fails_before_simulating(tmp_path: Path, cli):
     assert result.stdout == ""
 
 
-GATEWAY_CONFIG = """\
-[site]
-main_breaker_a = 25
-
-[control]
-start_delay_s = 30
-
-[[chargers]]
-id = "c1"
-mode = "solar"
-"""
+GATEWAY_CONFIG = SETUP
 
 FROM_CONFIG = """\
 [simulation]
