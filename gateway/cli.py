@@ -16,6 +16,7 @@ from gateway import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "allocate": ("gateway.allocation.command", "one-shot allocation: snapshot JSON in, JSON out"),
     "check-config": ("gateway.check_config", "validate a config file without starting anything"),
+    "simulate": ("gateway.sim.command", "simulate a day of control from a scenario file"),
     "registers": ("gateway.export.registers_command", "print the Modbus register map"),
     "status": ("gateway.export.status_command", "read a running gateway's registers"),
 }

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
+from gateway.allocation.timing import ControlSettings, Timing, read_control, read_timing
 from gateway.export.config import ExportConfig, read_export
 from gateway.logsetup import LogConfig, read_log
 from gateway.model import Charger, Site
@@ -25,6 +26,8 @@ class ChargerConfig:
     # (the OCPP low-stack profile and the controller's stale-data failsafe share it).
     failsafe_a: float
     ocpp: ChargerOcpp = field(default_factory=ChargerOcpp)
+    # The controller's timing for this charger: `[control]` with this entry's overrides.
+    timing: Timing = field(default_factory=Timing)
 
     @property
     def id(self) -> str:
@@ -36,29 +39,38 @@ class Config:
     path: str
     site: Site
     chargers: tuple[ChargerConfig, ...]
+    control: ControlSettings = field(default_factory=ControlSettings)
     export: ExportConfig = field(default_factory=ExportConfig)
     log: LogConfig = field(default_factory=LogConfig)
     ocpp: OcppConfig = field(default_factory=OcppConfig)
 
 
-def _read_charger(t: Table, site: Site) -> ChargerConfig:
+def read_charger_config(t: Table, site: Site, control: ControlSettings) -> ChargerConfig:
+    """One `[[chargers]]` entry (the simulator's scenarios read the same keys)."""
     charger = read_charger_settings(t, site)
     failsafe = t.number("failsafe_a", charger.min_a, lo=0, hi=charger.max_a)
     if 0 < failsafe < charger.min_a:
         raise SchemaError(t.at("failsafe_a"), f"must be 0 or >= min_a ({charger.min_a:g})")
-    return ChargerConfig(charger=charger, failsafe_a=failsafe, ocpp=read_charger_ocpp(t))
+    return ChargerConfig(
+        charger=charger,
+        failsafe_a=failsafe,
+        ocpp=read_charger_ocpp(t),
+        timing=read_timing(t, control.timing),
+    )
 
 
 def read_config(top: Table, path: str) -> Config:
     site_table = top.table("site")
     site = read_site(site_table)
     site_table.finish()
-    chargers = top.each("chargers", lambda t: _read_charger(t, site), ())
+    control = read_control(top)
+    chargers = top.each("chargers", lambda t: read_charger_config(t, site, control), ())
     check_chargers(tuple(c.charger for c in chargers), site, "chargers")
     return Config(
         path=path,
         site=site,
         chargers=chargers,
+        control=control,
         export=read_export(top),
         log=read_log(top),
         ocpp=read_ocpp(top),

@@ -1,0 +1,496 @@
+"""The controller: the allocator's answers held steady over time (ALLOCATION, "Over time").
+
+Pure: state in, state out, `now` passed in. The hub calls `Controller.step` once per
+cycle. It first tells the allocator what only time can know (how long a SuspendedEV car
+has been idle, battery SOC with hysteresis, an external site limit capping the grid),
+allocates once, then turns each allocation into a command: reductions at once, increases
+ramped and dead-banded, surplus-driven starts and stops delayed, restarts paused, and
+every active charger at its failsafe current while the grid data is stale.
+
+A command above the allocation (a stop delay or an excess hold keeping a charger at its
+minimum, a reduction within the dead band) is checked by a second allocation in which
+every other charger is pinned at its command and the held ones ask for theirs last,
+from any source: a hold never takes what the breaker, the import cap or a circuit does
+not have, and never takes anything from another charger.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from functools import lru_cache
+from typing import Any
+
+from gateway.allocation.allocator import DRAWING_A, allocate
+from gateway.allocation.timing import ControlSettings, Timing
+from gateway.model import (
+    ACTIVE_STATUSES,
+    Allocation,
+    Charger,
+    ChargerAllocation,
+    Mode,
+    Reason,
+    Site,
+    Snapshot,
+)
+
+log = logging.getLogger(__name__)
+
+EPS = 1e-6
+# Held chargers are served after every pinned one in the feasibility check.
+_LAST = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalLimit:
+    """A site limit written from outside (Modbus); it caps the grid source until expiry."""
+
+    expires_at: float
+    current_a: float | None = None  # per phase
+    power_w: float | None = None  # total import
+
+    def active(self, now: float) -> bool:
+        return now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: str
+    limit_a: float
+    reason: Reason
+    detail: str  # short text for status and registers, e.g. "solar: waiting 42 s to start"
+    failsafe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerState:
+    limit_a: float = 0.0  # the last command
+    ramp_since: float | None = None  # an increase pending since then may rise at the ramp rate
+    surplus_since: float | None = None  # surplus has carried the minimum since (start delay)
+    short_since: float | None = None  # surplus has fallen short since, while on (stop delay)
+    stopped_at: float | None = None  # the last stop (minimum pause)
+    hold_until: float | None = None  # excess hold expiry
+    idle_since: float | None = None  # SuspendedEV and drawing < 1 A since
+    following: bool = False  # eco: following surplus above its minimum
+    starts: int = 0
+    stops: int = 0
+
+
+_FRESH = ChargerState()
+# What a car leaving resets (the counters stay).
+_SESSION_DEFAULTS = tuple(
+    (f.name, getattr(_FRESH, f.name))
+    for f in fields(ChargerState)
+    if f.name not in ("starts", "stops")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerState:
+    chargers: Mapping[str, ChargerState]
+    soc_above_min: bool = False
+    soc_above_target: bool = False
+    last_now: float | None = None
+    failsafe: bool = False  # the last cycle was in failsafe
+    external_limit: bool = False  # an external limit was in force in the last cycle
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    commands: tuple[Command, ...]
+    # The allocation the commands were derived from (None while in failsafe).
+    allocation: Allocation | None
+    failsafe: bool
+    external_limit: bool  # an external site limit was in force this cycle
+
+
+class _Plan:
+    """One charger's command being worked out, and its state changes (applied once)."""
+
+    __slots__ = ("changes", "detail", "limit", "reason", "state")
+
+    def __init__(self, limit: float, reason: Reason, detail: str, state: ChargerState) -> None:
+        self.limit = limit
+        self.reason = reason
+        self.detail = detail
+        self.state = state
+        self.changes: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        changes = self.changes
+        return changes[name] if name in changes else getattr(self.state, name)
+
+    def set(self, **changes: Any) -> None:
+        state = self.state
+        for name, value in changes.items():
+            if value != getattr(state, name) or name in self.changes:
+                self.changes[name] = value
+
+    def new_state(self) -> ChargerState:
+        return replace(self.state, **self.changes) if self.changes else self.state
+
+
+def _floor(value: float) -> float:
+    return max(0.0, math.floor(value * 10 + EPS) / 10)
+
+
+def _since(start: float | None, now: float) -> float:
+    return now if start is None else start
+
+
+class Controller:
+    def __init__(
+        self,
+        settings: ControlSettings,
+        timings: Mapping[str, Timing] | None = None,
+        failsafe_a: Mapping[str, float] | None = None,
+    ) -> None:
+        """`timings` and `failsafe_a` by charger id; absent ids use the site timing and
+        the charger's minimum."""
+        self.settings = settings
+        self.timings = dict(timings or {})
+        self.failsafe_a = dict(failsafe_a or {})
+
+    @classmethod
+    def for_chargers(cls, settings: ControlSettings, chargers: Iterable[Any]) -> Controller:
+        """From the config's (or a scenario's) `ChargerConfig` entries: each has `id`,
+        `timing` and `failsafe_a`."""
+        chargers = list(chargers)
+        return cls(
+            settings,
+            timings={c.id: c.timing for c in chargers},
+            failsafe_a={c.id: c.failsafe_a for c in chargers},
+        )
+
+    def initial_state(self) -> ControllerState:
+        return ControllerState(chargers={})
+
+    def timing(self, charger_id: str) -> Timing:
+        return self.timings.get(charger_id, self.settings.timing)
+
+    # -- the cycle --------------------------------------------------------------------
+
+    def step(
+        self,
+        state: ControllerState,
+        snapshot: Snapshot,
+        now: float,
+        grid_age_s: float,
+        external_limit: ExternalLimit | None = None,
+    ) -> tuple[ControllerState, Decision]:
+        """One cycle: the new state and every charger's command.
+
+        `grid_age_s` is the age of the newest grid meter reading (inf if none yet).
+        """
+        known = state.chargers
+        plans = []
+        chargers = []
+        for c in snapshot.chargers:
+            plan = _Plan(0.0, Reason.NOT_ACTIVE, Reason.NOT_ACTIVE.text, known.get(c.id, _FRESH))
+            idle_since = _idle_since(c, plan.state, now)
+            plan.set(idle_since=idle_since)
+            idle_s = 0.0 if idle_since is None else now - idle_since
+            chargers.append(c if c.idle_s == idle_s else replace(c, idle_s=idle_s))
+            plans.append(plan)
+        external = external_limit if external_limit and external_limit.active(now) else None
+
+        if grid_age_s > self.settings.stale_after_s:
+            for c, plan in zip(chargers, plans, strict=True):
+                self._failsafe(plan, c, grid_age_s)
+            return self._finish(state, chargers, plans, now, None, external, failsafe=True)
+
+        above_min, above_target = self._soc_flags(state, snapshot)
+        site = _adjusted_site(
+            snapshot.site, external, above_min, above_target, self.settings.soc_hysteresis_pct
+        )
+        adjusted = Snapshot(site=site, measurements=snapshot.measurements, chargers=tuple(chargers))
+        allocation = allocate(adjusted)
+        for c, plan in zip(chargers, plans, strict=True):
+            self._plan(plan, c, allocation.by_id[c.id], adjusted, now, state.last_now)
+        self._check_holds(adjusted, allocation, plans)
+        if (above_min, above_target) != (state.soc_above_min, state.soc_above_target):
+            state = replace(state, soc_above_min=above_min, soc_above_target=above_target)
+        return self._finish(state, chargers, plans, now, allocation, external, failsafe=False)
+
+    def _finish(
+        self,
+        state: ControllerState,
+        chargers: list[Charger],
+        plans: list[_Plan],
+        now: float,
+        allocation: Allocation | None,
+        external: ExternalLimit | None,
+        failsafe: bool,
+    ) -> tuple[ControllerState, Decision]:
+        commands = []
+        states = {}
+        for charger, plan in zip(chargers, plans, strict=True):
+            _count(plan, now)
+            states[charger.id] = plan.new_state()
+            reason, detail = plan.reason, plan.detail
+            if external is not None and reason in (Reason.BREAKER_LIMIT, Reason.NO_CAPACITY):
+                reason, detail = Reason.EXTERNAL_LIMIT, _external_text(external, now)
+            commands.append(Command(charger.id, plan.limit, reason, detail, failsafe))
+        limited = external is not None
+        _log_transitions(state, failsafe, limited, len(chargers), external, now)
+        new_state = replace(
+            state, chargers=states, last_now=now, failsafe=failsafe, external_limit=limited
+        )
+        return new_state, Decision(tuple(commands), allocation, failsafe, limited)
+
+    # -- site adjustments ---------------------------------------------------------------
+
+    def _soc_flags(self, state: ControllerState, snapshot: Snapshot) -> tuple[bool, bool]:
+        """Sticky "above" flags: set at the threshold, kept until SOC falls by the hysteresis."""
+        battery, soc = snapshot.site.battery, snapshot.measurements.battery_soc
+        if battery is None or soc is None:
+            return False, False
+        h = self.settings.soc_hysteresis_pct
+        above_min = soc >= battery.soc_min or (state.soc_above_min and soc >= battery.soc_min - h)
+        above_target = soc >= battery.soc_target or (
+            state.soc_above_target and soc >= battery.soc_target - h
+        )
+        return above_min, above_target
+
+    # -- one charger ----------------------------------------------------------------------
+
+    def _failsafe(self, plan: _Plan, charger: Charger, age: float) -> None:
+        if charger.status not in ACTIVE_STATUSES:
+            _reset(plan)
+            return
+        plan.limit = self.failsafe_a.get(charger.id, charger.min_a)
+        plan.reason = Reason.FAILSAFE_STALE
+        age_text = "no meter data" if math.isinf(age) else f"meter data {age:.0f} s old"
+        plan.detail = f"failsafe {plan.limit:g} A: {age_text}"
+
+    def _plan(
+        self,
+        plan: _Plan,
+        c: Charger,
+        a: ChargerAllocation,
+        snapshot: Snapshot,
+        now: float,
+        last_now: float | None,
+    ) -> None:
+        if c.status not in ACTIVE_STATUSES:
+            _reset(plan)
+            return
+        plan.limit, plan.reason, plan.detail = a.allocated_a, a.reason, a.reason.text
+        if a.reason is Reason.RELEASED:
+            return  # the car is not drawing: no start, stop or pause to manage
+        t = self.timing(c.id)
+        if c.mode in (Mode.SOLAR, Mode.EXCESS):
+            self._surplus_rules(plan, c, t, snapshot, now)
+        elif c.mode is Mode.ECO:
+            self._eco_rules(plan, c, t, now)
+        self._pause(plan, c, t, now)
+        self._ramp(plan, c, t, now, last_now)
+
+    def _surplus_rules(
+        self, plan: _Plan, c: Charger, t: Timing, snapshot: Snapshot, now: float
+    ) -> None:
+        """Solar and Excess: start delay, stop delay (Solar), excess hold (Excess)."""
+        on = plan.state.limit_a > 0.0
+        mode = c.mode.value
+        carried = plan.limit > 0.0  # the allocator gives 0 or at least the minimum
+        if c.mode is Mode.EXCESS and (carried or _excess_refresh(c, snapshot)):
+            plan.set(hold_until=now + t.excess_hold_s)
+        if carried:
+            since = _since(plan.get("surplus_since"), now)
+            plan.set(surplus_since=since, short_since=None)
+            wait = t.start_delay_s - (now - since)
+            if not on and wait > EPS:
+                plan.limit, plan.reason = 0.0, Reason.START_DELAY
+                plan.detail = f"{mode}: waiting {wait:.0f} s to start"
+            return
+        short = _since(plan.get("short_since"), now) if on else None
+        plan.set(surplus_since=None, short_since=short)
+        if short is None:
+            return
+        if c.mode is Mode.SOLAR:
+            left = t.stop_delay_s - (now - short)
+            if left > EPS:
+                plan.limit, plan.reason = c.min_a, Reason.STOP_DELAY
+                plan.detail = f"solar: holding {c.min_a:g} A, stopping in {left:.0f} s"
+            return
+        hold_until = plan.get("hold_until")
+        if hold_until is not None and now < hold_until:
+            plan.limit, plan.reason = c.min_a, Reason.EXCESS_HOLD
+            plan.detail = f"excess: holding {c.min_a:g} A for {hold_until - now:.0f} s"
+
+    def _eco_rules(self, plan: _Plan, c: Charger, t: Timing, now: float) -> None:
+        """Eco above its minimum follows surplus only after the start delay, and keeps
+        doing so until surplus has stayed short for the stop delay."""
+        if plan.limit > c.min_a + EPS:
+            since = _since(plan.get("surplus_since"), now)
+            following = plan.get("following") or now - since >= t.start_delay_s - EPS
+            plan.set(surplus_since=since, short_since=None, following=following)
+            if not following:
+                wait = t.start_delay_s - (now - since)
+                plan.limit, plan.reason = c.min_a, Reason.START_DELAY
+                plan.detail = f"eco: minimum, waiting {wait:.0f} s to follow surplus"
+            return
+        short = _since(plan.get("short_since"), now) if plan.get("following") else None
+        following = short is not None and now - short < t.stop_delay_s - EPS
+        plan.set(surplus_since=None, short_since=short if following else None, following=following)
+
+    def _pause(self, plan: _Plan, c: Charger, t: Timing, now: float) -> None:
+        stopped_at = plan.state.stopped_at
+        if plan.state.limit_a > 0.0 or plan.limit <= 0.0 or stopped_at is None:
+            return
+        left = t.min_pause_s - (now - stopped_at)
+        if left > EPS:
+            plan.limit, plan.reason = 0.0, Reason.MIN_PAUSE
+            plan.detail = f"{c.mode.value}: paused after stop, {left:.0f} s left"
+
+    def _ramp(self, plan: _Plan, c: Charger, t: Timing, now: float, last_now: float | None) -> None:
+        """Down at once; up at the ramp rate, and only by at least the dead band.
+
+        `ramp_since` is the time an increase became pending (the previous cycle), or the
+        time of the last step up; it is None while no increase is pending.
+        """
+        last, want = plan.state.limit_a, plan.limit
+        if want <= last or (last > 0.0 and want - last < t.dead_band_a - EPS):
+            # A change within the dead band is not sent, a reduction included: the
+            # check of holds cuts it at once if the breaker or import cap needs it.
+            within = want > 0.0 and abs(want - last) < t.dead_band_a - EPS
+            plan.limit = last if within else want
+            plan.set(ramp_since=None)
+            return
+        since = plan.get("ramp_since")
+        if since is None:
+            since = now if last_now is None else last_now
+        allowed = last + t.ramp_up_a_per_s * (now - since)
+        if last <= 0.0:
+            allowed = max(allowed, c.min_a)  # a start goes straight to the minimum
+        step = _floor(min(want, allowed))
+        if step - last >= t.dead_band_a - EPS or (last <= 0.0 and step >= c.min_a and step > 0):
+            plan.limit = step
+            plan.set(ramp_since=now)
+        else:
+            plan.limit = last
+            plan.set(ramp_since=since)
+        if plan.limit < want:
+            plan.reason = Reason.RAMPING
+            plan.detail = f"ramping up to {want:g} A"
+
+    # -- holds ------------------------------------------------------------------------
+
+    def _check_holds(self, snapshot: Snapshot, allocation: Allocation, plans: list[_Plan]) -> None:
+        """Cut holds above the allocation to what is left once everyone else is served."""
+        held = {
+            c.id
+            for c, p in zip(snapshot.chargers, plans, strict=True)
+            if p.limit > allocation.by_id[c.id].allocated_a + EPS
+        }
+        if not held:
+            return
+        pinned = []
+        for c, p in zip(snapshot.chargers, plans, strict=True):
+            if c.id in held:
+                pinned.append(
+                    replace(c, mode=Mode.STANDARD, max_a=p.limit, priority=c.priority + _LAST)
+                )
+            elif p.limit > 0.0:
+                pinned.append(replace(c, mode=Mode.STANDARD, min_a=p.limit, max_a=p.limit))
+            else:
+                pinned.append(replace(c, status="Available"))
+        check = allocate(replace(snapshot, chargers=tuple(pinned)))
+        for c, p in zip(snapshot.chargers, plans, strict=True):
+            granted = check.by_id[c.id].allocated_a
+            if c.id in held and granted < p.limit - EPS:
+                p.reason = Reason.BREAKER_LIMIT if granted > 0.0 else Reason.NO_CAPACITY
+                p.detail = f"{c.mode.value}: breaker cannot carry {p.limit:g} A"
+                p.limit = granted
+
+
+def _log_transitions(
+    state: ControllerState,
+    failsafe: bool,
+    limited: bool,
+    chargers: int,
+    external: ExternalLimit | None,
+    now: float,
+) -> None:
+    """One line when failsafe or an external limit starts or ends."""
+    if failsafe and not state.failsafe:
+        log.warning("grid data stale: %d charger(s) at their failsafe current", chargers)
+    elif state.failsafe and not failsafe:
+        log.info("grid data fresh again: normal control resumes")
+    if external is not None and not state.external_limit:
+        log.info("%s", _external_text(external, now))
+    elif state.external_limit and not limited:
+        log.info("external site limit ended")
+
+
+def _idle_since(c: Charger, s: ChargerState, now: float) -> float | None:
+    if c.status == "SuspendedEV" and sum(c.draw_a) < DRAWING_A:
+        return _since(s.idle_since, now)
+    return None
+
+
+@lru_cache(maxsize=64)
+def _adjusted_site(
+    site: Site, external: ExternalLimit | None, above_min: bool, above_target: bool, h: float
+) -> Site:
+    """The site as the allocator should see it: the grid capped by an external limit
+    (never raised by it), and the battery thresholds lowered by the hysteresis while
+    SOC is "above" them."""
+    if external is not None:
+        breaker = site.main_breaker_a
+        if external.current_a is not None:
+            breaker = min(breaker, external.current_a)
+        cap = site.max_import_w
+        if external.power_w is not None:
+            cap = external.power_w if cap is None else min(cap, external.power_w)
+        site = replace(site, main_breaker_a=breaker, max_import_w=cap)
+    battery = site.battery
+    if battery is not None and (above_min or above_target):
+        battery = replace(
+            battery,
+            soc_min=max(0.0, battery.soc_min - h) if above_min else battery.soc_min,
+            soc_target=max(0.0, battery.soc_target - h) if above_target else battery.soc_target,
+        )
+        site = replace(site, battery=battery)
+    return site
+
+
+def _external_text(external: ExternalLimit, now: float) -> str:
+    parts = []
+    if external.current_a is not None:
+        parts.append(f"{external.current_a:g} A")
+    if external.power_w is not None:
+        parts.append(f"{external.power_w:g} W")
+    left = "" if math.isinf(external.expires_at) else f", {external.expires_at - now:.0f} s left"
+    return f"external site limit {' / '.join(parts)}{left}"
+
+
+def _excess_refresh(c: Charger, snapshot: Snapshot) -> bool:
+    """Export plus the charger's own minimum power still exceeds the excess threshold."""
+    m, site = snapshot.measurements, snapshot.site
+    volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else site.voltage_v
+    export_w = sum(max(0.0, -a) for a in m.grid_current_a) * volts
+    lines = min(c.phases, len(c.phase_map), site.phases)
+    return export_w + c.min_a * volts * lines > site.excess_threshold_w
+
+
+def _reset(plan: _Plan) -> None:
+    """No car: command 0, forget the session's timers, keep the counters."""
+    plan.limit, plan.reason, plan.detail = 0.0, Reason.NOT_ACTIVE, Reason.NOT_ACTIVE.text
+    s = plan.state
+    plan.changes = {name: fresh for name, fresh in _SESSION_DEFAULTS if getattr(s, name) != fresh}
+
+
+def _count(plan: _Plan, now: float) -> None:
+    """Note the command sent: count starts and stops (not of a released car), and the
+    stop time."""
+    last, limit = plan.state.limit_a, plan.limit
+    plan.set(limit_a=limit)
+    if plan.reason is Reason.RELEASED or plan.reason is Reason.NOT_ACTIVE:
+        return
+    if limit > 0.0 and last <= 0.0:
+        plan.set(starts=plan.state.starts + 1, short_since=None)
+    elif limit <= 0.0 < last:
+        plan.set(stops=plan.state.stops + 1, stopped_at=now, short_since=None)

@@ -1,0 +1,97 @@
+"""The simulator's outputs: the summary text and the full time series as CSV."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from typing import TextIO
+
+from gateway.model import PHASE_NAMES
+from gateway.sim.simulation import Result, Trace
+
+
+def clock(seconds: float) -> str:
+    """HH:MM:SS from seconds after midnight (hours go past 24 on the next day)."""
+    s = round(seconds)
+    day = f" +{s // 86400}d" if s >= 86400 else ""
+    return f"{s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}{day}"
+
+
+def summary(result: Result) -> str:
+    sc, tally = result.scenario, result.tally
+    lines = [
+        f"{sc.path}: {clock(sc.start_s)} to {clock(sc.start_s + sc.duration_s)} "
+        f"({sc.duration_s / 3600:g} h) at {sc.cycle_s:g} s cycles",
+        f"  {result.cycles} cycles in {result.wall_s:.1f} s "
+        f"({sc.duration_s / max(result.wall_s, 1e-9):,.0f} simulated s per wall s)",
+        "",
+        f"  {'charger':<12} {'mode':<9} {'kWh':>7} {'from PV':>8} {'starts':>7} "
+        f"{'stops':>6} {'changes/h':>10}",
+    ]
+    for c in tally.chargers:
+        pv_share = f"{100 * c.pv_wh / c.energy_wh:.0f} %" if c.energy_wh > 1 else "-"
+        lines.append(
+            f"  {c.id:<12} {c.mode.value:<9} {c.energy_wh / 1000:>7.2f} {pv_share:>8} "
+            f"{c.starts:>7} {c.stops:>6} {c.changes_per_h:>10.1f}"
+        )
+    used = tally.used_pct
+    used_text = f"{used:.0f} %" if used is not None else "-"
+    lines += [
+        "",
+        f"  PV surplus: {tally.surplus_wh / 1000:.2f} kWh, usable by cars "
+        f"{tally.usable_wh / 1000:.2f} kWh, used by cars {used_text}",
+        f"  exported: {tally.exported_wh / 1000:.2f} kWh "
+        f"({tally.exported_waiting_wh / 1000:.2f} kWh while a car could have taken it)",
+        f"  grid import: {tally.imported_wh / 1000:.2f} kWh, "
+        f"during solar/excess charging {tally.solar_import_wh / 1000:.2f} kWh",
+        f"  breaker {sc.site.main_breaker_a:g} A; reaction time {tally.reaction_s:g} s "
+        "(one cycle + car lag):",
+    ]
+    for name, e in zip(PHASE_NAMES, tally.phases, strict=False):
+        if e.peak_a <= 0:
+            lines.append(f"    phase {name}: never over")
+        else:
+            lines.append(
+                f"    phase {name}: peak {e.peak_a:.1f} A over, longest {e.longest_s:g} s; "
+                f"{e.beyond_cycle_as:.1f} A·s beyond one cycle, "
+                f"{e.beyond_as:.1f} A·s beyond the reaction time"
+            )
+    return "\n".join(lines)
+
+
+def write_csv(result: Result, out: TextIO) -> None:
+    trace = result.trace
+    assert trace is not None
+    ids = [c.id for c in result.scenario.chargers]
+    phases = PHASE_NAMES[: result.scenario.site.phases]
+    writer = csv.writer(out)
+    writer.writerow(
+        ["time_s", "clock"]
+        + [f"household_w_{p}" for p in phases]
+        + ["pv_w", "battery_w", "battery_soc"]
+        + [f"grid_a_{p}" for p in phases]
+        + [f"{i}_{what}" for i in ids for what in ("limit_a", "draw_a", "reason")]
+    )
+    for row in _rows(trace):
+        writer.writerow(row)
+
+
+def _rows(trace: Trace) -> Iterator[list[str]]:
+    for k, now in enumerate(trace.times):
+        soc = trace.battery_soc[k]
+        per_charger = []
+        for limit, draw, reason in zip(
+            trace.limit_a[k], trace.draw_a[k], trace.reason[k], strict=True
+        ):
+            per_charger += [f"{limit:g}", f"{draw:.2f}", reason]
+        yield (
+            [f"{now:g}", clock(now)]
+            + [f"{w:.0f}" for w in trace.household_w[k]]
+            + [
+                f"{trace.pv_w[k]:.0f}",
+                f"{trace.battery_w[k]:.0f}",
+                "" if soc is None else f"{soc:.2f}",
+            ]
+            + [f"{a:.2f}" for a in trace.grid_a[k]]
+            + per_charger
+        )

@@ -1,0 +1,211 @@
+"""A site's physics over time: household load, PV, a home battery, and cars on chargers.
+
+Pure and deterministic: the caller moves time forward. Each cycle `measure(now)` moves
+every car and the battery to `now` and returns what the gateway's meters would read
+(and the physical state behind it);
+`apply(commands, now)` offers each charger's new limit to its car, which follows after
+its lag. The battery runs in self-consumption mode on the site total: it charges from a
+surplus and discharges to cover the load (cars included), within its power and SOC
+limits. PV and battery sit behind one symmetric inverter, split evenly over the phases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from gateway.allocation.controller import Command
+from gateway.model import PHASE_NAMES, Charger, Measurements, Site, Snapshot
+from gateway.sim.ev import EV, IEC_MIN_A
+from gateway.sim.series import Series
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A car at a charger from `arrive_s` until `leave_s` (or until it is full)."""
+
+    charger: str
+    arrive_s: float
+    leave_s: float
+    energy_wh: float
+    phases: int = 3
+    max_a: float = 32.0
+    lag_s: float = 5.0
+
+
+@dataclass(slots=True)
+class HomeBattery:
+    capacity_wh: float
+    soc: float  # %
+    max_charge_w: float
+    max_discharge_w: float
+    reserve_soc: float = 5.0  # it does not discharge below this
+    power_w: float = 0.0  # + discharge, − charge
+
+    def settle(self, net_w: float) -> None:
+        """Cover a net load (+) or store a surplus (−), as far as limits allow."""
+        if net_w > 0.0 and self.soc > self.reserve_soc:
+            self.power_w = min(net_w, self.max_discharge_w)
+        elif net_w < 0.0 and self.soc < 100.0:
+            self.power_w = max(net_w, -self.max_charge_w)
+        else:
+            self.power_w = 0.0
+
+    def run(self, seconds: float) -> None:
+        self.soc -= self.power_w * seconds / 3600 / self.capacity_wh * 100
+        self.soc = min(100.0, max(0.0, self.soc))
+
+
+class Bay:
+    """One charger and the cars that visit it, one after the other."""
+
+    def __init__(self, charger: Charger, sessions: Iterable[Session], site_phases: int) -> None:
+        self.charger = charger
+        self.sessions = sorted(sessions, key=lambda s: s.arrive_s)
+        self.lines = min(charger.phases, len(charger.phase_map), site_phases)
+        self.site_phase = [PHASE_NAMES.index(p) for p in charger.phase_map[: self.lines]]
+        self.session: Session | None = None
+        self.ev: EV | None = None
+        self.limit_a = 0.0
+        self.delivered_wh = 0.0  # by cars that have left
+        self._seen = charger
+
+    def advance(self, now: float, volts: float) -> None:
+        ev = self.ev
+        if ev is not None:
+            ev.advance(now, volts)
+            if self.session is not None and now >= self.session.leave_s:
+                self.delivered_wh += ev.delivered_wh
+                self.ev = self.session = None
+        while self.ev is None and self.sessions and self.sessions[0].arrive_s <= now:
+            session = self.sessions.pop(0)
+            if now < session.leave_s:
+                self.session = session
+                self.ev = EV(
+                    max_a=session.max_a,
+                    phases=min(session.phases, self.lines),
+                    energy_wanted_wh=session.energy_wh,
+                    lag_s=session.lag_s,
+                )
+                self.ev.advance(now, volts)
+                self.ev.offer(self.limit_a, now)
+
+    def seen(self, lines: tuple[float, float, float]) -> Charger:
+        """The charger as the gateway sees it now (status and draw)."""
+        status = self.status
+        if status != self._seen.status or lines != self._seen.draw_a:
+            self._seen = replace(self.charger, status=status, draw_a=lines)
+        return self._seen
+
+    def offer(self, limit_a: float, now: float) -> None:
+        self.limit_a = limit_a
+        if self.ev is not None:
+            self.ev.offer(limit_a, now)
+
+    @property
+    def status(self) -> str:
+        ev = self.ev
+        if ev is None:
+            return "Available"
+        if ev.full:
+            return "SuspendedEV"
+        return "SuspendedEVSE" if self.limit_a < IEC_MIN_A else "Charging"
+
+    @property
+    def wanting(self) -> bool:
+        """A car is here and not full."""
+        return self.ev is not None and not self.ev.full
+
+    def line_currents(self) -> tuple[float, float, float]:
+        if self.ev is None:
+            return (0.0, 0.0, 0.0)
+        return self.ev.line_currents()
+
+    def power_w(self, volts: float) -> float:
+        ev = self.ev
+        return 0.0 if ev is None else ev.draw_a * ev.phases * volts
+
+    def room_w(self, volts: float) -> float:
+        """What the car here could take at most (0 when none or full)."""
+        ev = self.ev
+        if ev is None or ev.full:
+            return 0.0
+        return min(self.charger.max_a, ev.max_a) * ev.phases * volts
+
+    @property
+    def energy_wh(self) -> float:
+        return self.delivered_wh + (self.ev.delivered_wh if self.ev is not None else 0.0)
+
+
+@dataclass(slots=True)
+class Reading:
+    """The physical state at one instant (also what the tally and the CSV record)."""
+
+    household_w: tuple[float, ...]  # per site phase
+    pv_w: float
+    grid_a: tuple[float, ...]  # per site phase, + import
+    battery_w: float
+    battery_soc: float | None
+
+
+class SiteModel:
+    def __init__(
+        self,
+        site: Site,
+        chargers: Iterable[Charger],
+        sessions: Iterable[Session],
+        household: Series,
+        pv: Series | None = None,
+        battery: HomeBattery | None = None,
+    ) -> None:
+        self.site = site
+        self.household = household
+        self.pv = pv
+        self.battery = battery
+        sessions = list(sessions)
+        self.bays = [
+            Bay(c, [s for s in sessions if s.charger == c.id], site.phases) for c in chargers
+        ]
+        self._last_t: float | None = None
+
+    def _household_w(self, now: float) -> tuple[float, ...]:
+        n = self.site.phases
+        row = self.household.at(now)
+        if len(row) == n:
+            return row
+        return (sum(row) / n,) * n
+
+    def measure(self, now: float) -> tuple[Snapshot, Reading]:
+        site, volts, n = self.site, self.site.voltage_v, self.site.phases
+        if self.battery is not None and self._last_t is not None:
+            self.battery.run(now - self._last_t)
+        self._last_t = now
+        ev_a = [0.0] * n
+        chargers = []
+        for bay in self.bays:
+            bay.advance(now, volts)
+            lines = bay.line_currents()
+            for k, p in enumerate(bay.site_phase):
+                ev_a[p] += lines[k]
+            chargers.append(bay.seen(lines))
+        household = self._household_w(now)
+        pv = max(0.0, self.pv.at(now)[0]) if self.pv is not None else 0.0
+        battery_w = 0.0
+        if self.battery is not None:
+            self.battery.settle(sum(household) + sum(ev_a) * volts - pv)
+            battery_w = self.battery.power_w
+        source_a = (pv + battery_w) / volts / n
+        grid = tuple(household[p] / volts + ev_a[p] - source_a for p in range(n))
+        soc = self.battery.soc if self.battery is not None else None
+        measurements = Measurements(
+            grid_current_a=grid,
+            pv_power_w=pv if self.pv is not None else None,
+            battery_soc=soc,
+            battery_power_w=battery_w if self.battery is not None else None,
+        )
+        snapshot = Snapshot(site=site, measurements=measurements, chargers=tuple(chargers))
+        return snapshot, Reading(household, pv, grid, battery_w, soc)
+
+    def apply(self, commands: Iterable[Command], now: float) -> None:
+        for bay, command in zip(self.bays, commands, strict=True):
+            bay.offer(command.limit_a, now)

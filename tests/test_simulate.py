@@ -1,0 +1,284 @@
+"""`evse-gateway simulate`: scenario files, outputs, and whole simulated days."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gateway.sim.scenario import load_scenario
+from gateway.sim.simulation import simulate
+from gateway.tomlfile import TomlError
+from tests.conftest import ROOT
+
+SCENARIOS = ROOT / "gateway" / "sim" / "scenarios"
+
+# The site, control and one charger, as in a gateway config.
+SETUP = """\
+[site]
+main_breaker_a = 25
+
+[control]
+start_delay_s = 30
+
+[[chargers]]
+id = "c1"
+mode = "solar"
+"""
+
+SMALL = (
+    """\
+[simulation]
+start = "12:00"
+duration_h = 0.5
+cycle_s = 2
+
+"""
+    + SETUP
+    + """
+[[chargers]]
+id = "c2"
+mode = "standard"
+stop_delay_s = 60
+
+[household]
+points = [["00:00", 600], ["24:00", 600]]
+
+[pv]
+points = [["12:00", 9000], ["12:30", 7000]]
+
+[[sessions]]
+charger = "c1"
+arrive = "12:00"
+leave = "13:00"
+energy_kwh = 20
+
+[[sessions]]
+charger = "c2"
+arrive = 43500
+leave = "12:20"
+energy_kwh = 2
+"""
+)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "scenario.toml"
+    path.write_text(text)
+    return path
+
+
+def test_simulate_prints_a_summary_per_charger_and_for_the_site(tmp_path: Path, cli):
+    result = cli("simulate", str(write(tmp_path, SMALL)))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "12:00:00 to 12:30:00 (0.5 h) at 2 s cycles" in out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert lines["c1"][1] == "solar" and float(lines["c1"][2]) > 1.0
+    assert lines["c2"][1] == "standard" and float(lines["c2"][2]) == pytest.approx(2.0, abs=0.05)
+    assert "used by cars" in out and "exported:" in out and "grid import:" in out
+    assert "phase A:" in out and "phase C:" in out
+
+
+def test_csv_has_one_row_per_cycle_with_every_charger(tmp_path: Path, cli):
+    out = tmp_path / "day.csv"
+    result = cli("simulate", str(write(tmp_path, SMALL)), "--csv", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 900
+    assert rows[0]["clock"] == "12:00:00" and rows[-1]["time_s"] == "44998"
+    assert set(rows[0]) >= {"pv_w", "grid_a_A", "c1_limit_a", "c1_draw_a", "c2_reason"}
+    waiting = [r for r in rows if r["c1_reason"].startswith("solar: waiting")]
+    assert waiting and float(waiting[0]["c1_limit_a"]) == 0.0
+    assert max(float(r["c1_limit_a"]) for r in rows) > 6
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(tmp_path: Path):
+    path = write(tmp_path, SMALL)
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from gateway.cli import main\n"
+        f"sys.exit(main(['simulate', {str(path)!r}, '--plot', 'x.png']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.returncode == 1
+    assert "--plot needs matplotlib" in result.stderr
+    assert "pip install 'evse-gateway[plot]'" in result.stderr
+    assert not (ROOT / "x.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ("cycle_s = 2", "cycle = 2", ":4: simulation.cycle: unknown key"),
+        ('mode = "solar"', 'mode = "sun"', ":14: chargers[0].mode: must be one of"),
+        ("stop_delay_s = 60", "stop_delay_s = -5", ":19: chargers[1].stop_delay_s: must be >= 0"),
+        ('["12:30", 7000]', '["12:75", 7000]', ":25: pv.points[1]: must be a time"),
+        ('charger = "c2"', 'charger = "c3"', ":34: sessions[1].charger: no charger with id 'c3'"),
+        ('leave = "12:20"', 'leave = "12:00"', ":36: sessions[1].leave: must be after arrive"),
+        ("[household]", "[battery]\nsoc = 50\n[household]", ":21: battery: needs [site.battery]"),
+        (
+            '12:20"\nenergy_kwh = 2',
+            '12:20"\nenergy_kwh = 2\nwheels = 4',
+            ":38: sessions[1].wheels: unknown key",
+        ),
+    ],
+)
+def test_bad_scenario_files_exit_2_naming_file_line_and_key(tmp_path: Path, cli, old, new, where):
+    assert old in SMALL
+    path = write(tmp_path, SMALL.replace(old, new))
+    result = cli("simulate", str(path))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {path}{where}"), result.stderr
+    assert result.stdout == ""
+
+
+def test_a_missing_csv_names_the_file(tmp_path: Path, cli):
+    path = write(
+        tmp_path, SMALL.replace('points = [["12:00", 9000], ["12:30", 7000]]', 'csv = "pv.csv"')
+    )
+    result = cli("simulate", str(path))
+    assert result.returncode == 2
+    assert f"{path}:25: pv.csv: cannot read {tmp_path / 'pv.csv'}" in result.stderr
+
+
+# -- whole days (coarser cycles where the assertion allows, to keep the suite fast) ------
+
+
+def day(name: str, **changes) -> object:
+    scenario = load_scenario(SCENARIOS / f"{name}.toml")
+    return simulate(replace(scenario, **changes))
+
+
+def test_the_shipped_scenarios_load():
+    for path in SCENARIOS.glob("*.toml"):
+        try:
+            load_scenario(path)
+        except TomlError as exc:  # pragma: no cover - the message is the point
+            pytest.fail(str(exc))
+    assert len(list(SCENARIOS.glob("*.toml"))) == 3
+
+
+def test_evening_four_cars_never_overload_the_fuse_beyond_one_reaction():
+    """The first two hours, dinner and four arrivals, at the real 1 s cycle."""
+    result = day("evening-four-cars", duration_s=2 * 3600)
+    tally = result.tally
+    assert tally.beyond_as == 0.0
+    # The oven's step is there and is answered within one cycle plus the car's lag.
+    assert max(e.peak_a for e in tally.phases) > 5
+    assert max(e.longest_s for e in tally.phases) <= tally.reaction_s
+    # Beyond the first cycle only the car's lag (5 s) keeps it over: a handful of steps.
+    assert all(e.beyond_cycle_as <= e.peak_a * 5 * 2 for e in tally.phases)
+    # Phase A is full while the oven is on: the late cars wait for it, nobody is cut.
+    assert [c.starts for c in tally.chargers] == [1, 1, 0, 0]
+    assert all(c.stops == 0 for c in tally.chargers)
+
+
+def test_evening_four_cars_all_charged_by_morning():
+    tally = day("evening-four-cars", cycle_s=5.0).tally
+    assert tally.beyond_as == 0.0
+    energy = {c.id: c.energy_wh / 1000 for c in tally.chargers}
+    assert energy["left"] == pytest.approx(30, abs=0.1)
+    assert energy["right"] == pytest.approx(25, abs=0.1)
+    assert energy["van"] == pytest.approx(45, abs=0.1)
+    assert energy["visitor"] > 2  # three hours on the busiest phase
+
+
+def test_cloudy_day_start_stop_cycles_are_bounded_by_the_delays():
+    tally = day("cloudy-swings", cycle_s=5.0).tally
+    drive = tally.chargers[0]
+    # A stop needs 180 s of shortfall and is followed by a 180 s pause: at most 10 per hour.
+    assert drive.stops <= drive.present_s / 360
+    assert drive.energy_wh == pytest.approx(20_000, abs=50)
+    scenario = load_scenario(SCENARIOS / "cloudy-swings.toml")
+    eager = replace(
+        scenario,
+        cycle_s=5.0,
+        chargers=tuple(
+            replace(c, timing=replace(c.timing, start_delay_s=0, stop_delay_s=0, min_pause_s=0))
+            for c in scenario.chargers
+        ),
+    )
+    eager_drive = simulate(eager).tally.chargers[0]
+    assert eager_drive.stops > 3 * drive.stops
+
+
+def test_sunny_day_uses_most_of_the_surplus():
+    tally = day("sunny-two-cars", cycle_s=5.0).tally
+    assert tally.used_pct is not None and tally.used_pct > 85
+    assert tally.solar_import_wh < 100
+    assert tally.beyond_as == 0.0
+    garage, carport = tally.chargers
+    assert garage.energy_wh == pytest.approx(30_000, abs=50)
+    assert garage.pv_wh > 0.9 * garage.energy_wh
+    assert carport.energy_wh > 10_000
+
+
+def test_an_unwritable_csv_fails_before_simulating(tmp_path: Path, cli):
+    out = tmp_path / "missing" / "day.csv"
+    result = cli("simulate", str(write(tmp_path, SMALL)), "--csv", str(out))
+    assert result.returncode == 1
+    assert f"cannot write {out}" in result.stderr
+    assert result.stdout == ""
+
+
+GATEWAY_CONFIG = SETUP
+
+FROM_CONFIG = """\
+[simulation]
+start = "12:00"
+duration_h = 0.1
+cycle_s = 2
+config = "gateway.toml"
+
+[household]
+points = [["00:00", 600]]
+
+[pv]
+points = [["00:00", 9000]]
+
+[[sessions]]
+charger = "c1"
+arrive = "12:00"
+leave = "13:00"
+energy_kwh = 20
+"""
+
+
+def test_a_scenario_can_take_site_control_and_chargers_from_a_gateway_config(tmp_path: Path):
+    (tmp_path / "gateway.toml").write_text(GATEWAY_CONFIG)
+    scenario = load_scenario(write(tmp_path, FROM_CONFIG))
+    assert scenario.site.main_breaker_a == 25
+    assert scenario.chargers[0].timing.start_delay_s == 30
+    tally = simulate(scenario).tally
+    assert tally.chargers[0].starts == 1 and tally.chargers[0].energy_wh > 0
+
+
+@pytest.mark.parametrize(
+    ("config", "scenario_extra", "where"),
+    [
+        (
+            GATEWAY_CONFIG.replace('mode = "solar"', 'mode = "sun"'),
+            "",
+            ":5: simulation.config: {config}:9: chargers[0].mode: must be one of",
+        ),
+        (
+            GATEWAY_CONFIG,
+            "[site]\nmain_breaker_a = 40\n",
+            ":18: site: comes from simulation.config",
+        ),
+    ],
+)
+def test_config_errors_name_both_files(tmp_path: Path, cli, config, scenario_extra, where):
+    (tmp_path / "gateway.toml").write_text(config)
+    path = write(tmp_path, FROM_CONFIG + scenario_extra)
+    result = cli("simulate", str(path))
+    assert result.returncode == 2
+    expected = where.format(config=tmp_path / "gateway.toml")
+    assert result.stderr.startswith(f"error: {path}{expected}"), result.stderr
