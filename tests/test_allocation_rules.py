@@ -148,3 +148,9 @@ def test_shared_keeps_filling_after_one_charger_is_already_full():
         charger("c", priority=3),
     )
     assert amps(result) == [6, 9.5, 9.5]
+
+
+def test_a_solar_charger_whose_surplus_went_to_a_standard_one_says_so():
+    result = run(site(), (-10, -10, -10), charger("std", priority=2), charger("sol", "solar"))
+    assert amps(result) == [16, 0]
+    assert result.by_id["sol"].reason is Reason.NO_SURPLUS

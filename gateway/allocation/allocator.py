@@ -310,6 +310,11 @@ class _Allocator:
                 if not self.battery.at_target and c.mode is not Mode.STANDARD:
                     return Reason.BATTERY_BELOW_TARGET
                 return Reason.NO_SURPLUS
+            # Its mode would have it, but others were served first or the wires are full.
+            if c.mode is Mode.SOLAR and self.pools.surplus.available(seat.mask) < c.min_a:
+                return Reason.NO_SURPLUS
+            if c.mode is Mode.EXCESS and self.pools.excess.available(seat.mask) < c.min_a:
+                return Reason.NO_EXCESS
             return Reason.CIRCUIT_LIMIT if self._circuit_full(seat) else Reason.NO_CAPACITY
         if allocated < target - 0.05:
             if seat.circuits and self._circuit_full(seat):

@@ -39,6 +39,7 @@ class ControlSettings:
     timing: Timing = field(default_factory=Timing)
     stale_after_s: float = 10.0
     soc_hysteresis_pct: float = 3.0
+    cycle_s: float = 1.0  # the daemon's control cycle
 
 
 def read_timing(t: Table, base: Timing) -> Timing:
@@ -59,6 +60,7 @@ def read_control(top: Table) -> ControlSettings:
         timing=read_timing(t, Timing()),
         stale_after_s=t.number("stale_after_s", 10.0, lo=1, hi=3600),
         soc_hysteresis_pct=t.number("soc_hysteresis_pct", 3.0, lo=0, hi=50),
+        cycle_s=t.number("cycle_s", 1.0, lo=0.2, hi=60),
     )
     t.finish()
     return control

@@ -1,0 +1,259 @@
+"""The cycle: read every source once, allocate once, command every charger, publish once.
+
+`Hub.cycle()` is synchronous on purpose: every source is read without waiting (the meter
+tasks and OCPP sessions keep their newest values themselves), so one cycle can never
+interleave with another and the register image always matches what was sent. `run()`
+calls it every `cycle_s`; a cycle that overruns is reported and the next one starts at
+the next tick instead of piling up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.allocation.controller import Command, Controller, Decision, ExternalLimit
+from gateway.config import Config
+from gateway.export.state import ChargerState as ExportCharger
+from gateway.export.state import ExportState
+from gateway.inputs import ChargerView, MeterView, Overrides, SiteInputs, charger_inputs, read_site
+from gateway.model import Snapshot
+
+log = logging.getLogger(__name__)
+
+
+class MeterSource(Protocol):
+    def latest(self) -> Sequence[MeterView]: ...
+
+
+class LiveCharger(ChargerView, Protocol):
+    voltage_v: float | None
+    power_w: float | None
+    session_wh: float
+
+
+class ChargerPort(Protocol):
+    def states(self) -> Mapping[str, LiveCharger]: ...
+
+    def set_limit(self, charger_id: str, amps: float) -> None: ...
+
+
+class ExportPort(Protocol):
+    def publish(self, state: ExportState) -> None: ...
+
+    def overrides(self) -> Overrides: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    number: int
+    snapshot: Snapshot
+    inputs: SiteInputs
+    decision: Decision
+    duration_s: float
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+class Hub:
+    def __init__(
+        self,
+        config: Config,
+        controller: Controller,
+        meters: MeterSource,
+        chargers: ChargerPort,
+        export: ExportPort | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        on_cycle: Callable[[CycleReport], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.controller = controller
+        self.meters = meters
+        self.chargers = chargers
+        self.export = export
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.on_cycle = on_cycle
+        self.state = controller.initial_state()
+        self.cycles = 0
+        self.overruns = 0
+        self._last_limits: dict[str, float] = {}
+        self._failsafe = False
+        self._failing: tuple[str, ...] = ()
+
+    # -- one cycle --------------------------------------------------------------------
+
+    def cycle(self) -> CycleReport:
+        start = self.clock()
+        now = start
+        config = self.config
+        stale_after = self.controller.settings.stale_after_s
+        meter_views = self.meters.latest()
+        inputs = read_site(meter_views, config.site, now, stale_after)
+        live = self.chargers.states()
+        overrides = self.export.overrides() if self.export is not None else None
+        chargers = charger_inputs(
+            [c.charger for c in config.chargers], live, overrides, meter_views, now, stale_after
+        )
+        snapshot = Snapshot(site=config.site, measurements=inputs.measurements, chargers=chargers)
+        external = None
+        if overrides is not None and (
+            overrides.site_current_a is not None or overrides.site_power_w is not None
+        ):
+            # The export server has already dropped expired writes: in force this cycle.
+            external = ExternalLimit(
+                expires_at=math.inf,
+                current_a=overrides.site_current_a,
+                power_w=overrides.site_power_w,
+            )
+        self.state, decision = self.controller.step(
+            self.state, snapshot, now, inputs.grid_age_s, external
+        )
+        for command in decision.commands:
+            self.chargers.set_limit(command.id, command.limit_a)
+        self.cycles += 1
+        self._log_changes(decision, inputs)
+        log.debug(
+            "cycle %d: grid %s A (age %.1f s), pv %s W, soc %s -> %s",
+            self.cycles,
+            inputs.measurements.grid_current_a,
+            inputs.grid_age_s,
+            inputs.measurements.pv_power_w,
+            inputs.measurements.battery_soc,
+            {c.id: (c.limit_a, c.reason.text) for c in decision.commands},
+        )
+        report = CycleReport(self.cycles, snapshot, inputs, decision, self.clock() - start)
+        if self.export is not None:
+            self.export.publish(self._export_state(report, live))
+        if self.on_cycle is not None:
+            self.on_cycle(report)
+        return report
+
+    def _log_changes(self, decision: Decision, inputs: SiteInputs) -> None:
+        if decision.failsafe != self._failsafe:
+            self._failsafe = decision.failsafe
+            if decision.failsafe:
+                log.warning(
+                    "failsafe ON: grid data %.0f s old; chargers at their failsafe current",
+                    inputs.grid_age_s,
+                )
+            else:
+                log.warning("failsafe OFF: grid data fresh again, normal control resumes")
+        if inputs.failing_meters != self._failing:
+            lost = set(inputs.failing_meters) - set(self._failing)
+            back = set(self._failing) - set(inputs.failing_meters)
+            for name in sorted(lost):
+                log.warning("meter %s: not answering", name)
+            for name in sorted(back):
+                log.info("meter %s: answering again", name)
+            self._failing = inputs.failing_meters
+        for command in decision.commands:
+            if self._last_limits.get(command.id) != command.limit_a:
+                log.info(
+                    "charger %s: %.1f A (%s)",
+                    command.id,
+                    command.limit_a,
+                    command.detail or command.reason.text,
+                )
+                self._last_limits[command.id] = command.limit_a
+
+    def _export_state(self, report: CycleReport, live: Mapping[str, LiveCharger]) -> ExportState:
+        site = self.config.site
+        m = report.inputs.measurements
+        allocation = report.decision.allocation
+        volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else site.voltage_v
+        commands: dict[str, Command] = {c.id: c for c in report.decision.commands}
+        chargers = []
+        ev_power = 0.0
+        for c in report.snapshot.chargers:
+            view = live.get(c.id)
+            alloc = allocation.by_id.get(c.id) if allocation is not None else None
+            command = commands.get(c.id)
+            power = view.power_w if view is not None and view.power_w is not None else None
+            if power is None:
+                power = sum(c.draw_a) * volts
+            ev_power += power
+            chargers.append(
+                ExportCharger(
+                    id=c.id,
+                    online=view is not None and view.online,
+                    status=c.status,
+                    phases=alloc.phases if alloc is not None else c.phases,
+                    mode=c.mode,
+                    reason=command.reason if command is not None else None,
+                    allocated_a=command.limit_a if command is not None else math.nan,
+                    target_a=alloc.target_a if alloc is not None else math.nan,
+                    current_a=c.draw_a,
+                    power_w=power,
+                    session_wh=view.session_wh if view is not None else None,
+                    min_a=c.min_a,
+                    max_a=c.max_a,
+                )
+            )
+        household = allocation.site.household_a if allocation is not None else None
+        headroom = allocation.site.headroom_a if allocation is not None else None
+        stale = report.inputs.grid_age_s > self.controller.settings.stale_after_s
+        return ExportState(
+            cycle=report.number,
+            updated_unix=self.wall_clock(),
+            cycle_time_ms=report.duration_s * 1000,
+            breaker_limit_a=site.main_breaker_a,
+            breaker_limit_w=site.main_breaker_a * volts * site.phases,
+            meters_ok=not report.inputs.failing_meters,
+            ocpp_ok=all(v.online for v in live.values()) and len(live) > 0,
+            failsafe=report.decision.failsafe,
+            external_limit=report.decision.external_limit,
+            data_stale=stale,
+            grid_power_w=report.inputs.grid_power_w,
+            grid_current_a=m.grid_current_a,
+            voltage_v=m.voltage_v or (math.nan,) * site.phases,
+            pv_power_w=_nan(m.pv_power_w),
+            battery_power_w=_nan(m.battery_power_w),
+            battery_soc=_nan(m.battery_soc),
+            household_a=household or (math.nan,) * site.phases,
+            household_power_w=sum(household) * volts if household else math.nan,
+            ev_power_w=ev_power,
+            headroom_a=headroom or (math.nan,) * site.phases,
+            current_limit_a=site.main_breaker_a,
+            power_limit_w=_nan(site.max_import_w),
+            chargers=tuple(chargers),
+        )
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(
+        self, stop: asyncio.Event, cycle_s: float, on_healthy: Callable[[], None]
+    ) -> None:
+        """Cycle every `cycle_s` until `stop` is set; `on_healthy` after each good cycle."""
+        next_tick = self.clock()
+        while not stop.is_set():
+            try:
+                report = self.cycle()
+            except Exception:
+                # A bug in one cycle must not end control; the watchdog sees no heartbeat.
+                log.exception("cycle failed")
+            else:
+                if report.duration_s > cycle_s:
+                    self.overruns += 1
+                    log.warning(
+                        "cycle %d took %.0f ms, longer than the %.0f ms cycle",
+                        report.number,
+                        report.duration_s * 1000,
+                        cycle_s * 1000,
+                    )
+                on_healthy()
+            next_tick += cycle_s
+            now = self.clock()
+            if next_tick < now:  # overran: skip the missed ticks rather than stacking them
+                next_tick = now + cycle_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=next_tick - now)
