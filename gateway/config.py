@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
+from gateway.meters.config import MeterConfig, read_meters
 from gateway.model import Charger, Site
 from gateway.schema import SchemaError, Table
 from gateway.tomlfile import read_toml
@@ -32,6 +33,7 @@ class Config:
     path: str
     site: Site
     chargers: tuple[ChargerConfig, ...]
+    meters: tuple[MeterConfig, ...] = ()
 
 
 def _read_charger(t: Table, site: Site) -> ChargerConfig:
@@ -48,7 +50,8 @@ def read_config(top: Table, path: str) -> Config:
     site_table.finish()
     chargers = top.each("chargers", lambda t: _read_charger(t, site), ())
     check_chargers(tuple(c.charger for c in chargers), site, "chargers")
-    return Config(path=path, site=site, chargers=chargers)
+    meters = read_meters(top, path, tuple(c.id for c in chargers))
+    return Config(path=path, site=site, chargers=chargers, meters=meters)
 
 
 def load_config(path: str | Path) -> Config:

@@ -91,7 +91,8 @@ class ServedBus:
     async def set(self, unit_id: int, address: int, words: list[int]) -> None:
         assert self.server is not None
         await self.server.async_setValues(unit_id, 3, address, words)
-        self.units[unit_id].words.update(zip(range(address, address + len(words)), words))
+        for i, word in enumerate(words):
+            self.units[unit_id].words[address + i] = word
 
     async def stop(self) -> None:
         self._release.set()

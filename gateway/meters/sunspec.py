@@ -8,11 +8,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.meters.profile import Part, Profile
+from gateway.meters.profile import Derived, Part, Profile, Register
 
 SUNS = (0x5375, 0x6E53)  # "SunS"
 END = 0xFFFF
 MAX_MODELS = 64  # a chain longer than this is garbage, not a device
+
+_PARTS_FOR_ROLE = {
+    "grid": ("meter",),
+    "charger": ("meter",),
+    "pv": ("pv", "meter"),
+    "battery": ("battery",),
+}
 
 ReadFn = Callable[[int, int], Awaitable[list[int]]]
 
@@ -54,31 +61,28 @@ async def _walk(read: ReadFn, address: int) -> list[Model]:
 def place(profile: Profile, models: list[Model], role: str) -> tuple[str, Part]:
     """Concrete registers for `role` from the models found: (part name, part).
 
-    Several models can serve one role (storage 124 and battery 802): the first model in
-    profile order that provides a quantity wins it.
+    Parts are tried in order (a pv role prefers inverter models, then a meter). Within a
+    part several models can serve (storage 124 and battery 802): the first model in profile
+    order that provides a quantity wins it, and parts are never mixed.
     """
-    wanted = (role, "meter") if role in ("grid", "charger") else (role,)
     found = {m.id: m for m in models}
-    registers = []
-    derived = []
-    names: set[str] = set()
-    part_name = ""
-    for spec in profile.sunspec_models:
-        if spec.part not in wanted:
-            continue
-        model = next((found[i] for i in spec.ids if i in found), None)
-        if model is None:
-            continue
-        part_name = part_name or spec.part
-        for r in spec.layout.registers:
-            if r.name not in names and r.address < 2 + model.length:
-                registers.append(r.moved(model.address))
-                names.add(r.name)
-        for d in spec.layout.derived:
-            if d.name not in names:
-                derived.append(d)
-                names.add(d.name)
-    if not registers:
-        ids = ", ".join(str(m.id) for m in models)
-        raise NotSunSpec(f"no model for role {role} among the models found ({ids})")
-    return part_name, Part(tuple(registers), tuple(derived))
+    for part_name in _PARTS_FOR_ROLE[role]:
+        registers: list[Register] = []
+        derived: list[Derived] = []
+        names: set[str] = set()
+        for spec in profile.sunspec_models:
+            model = next((found[i] for i in spec.ids if i in found), None)
+            if spec.part != part_name or model is None:
+                continue
+            for r in spec.layout.registers:
+                if r.name not in names and r.address < 2 + model.length:
+                    registers.append(r.moved(model.address))
+                    names.add(r.name)
+            for d in spec.layout.derived:
+                if d.name not in names:
+                    derived.append(d)
+                    names.add(d.name)
+        if registers:
+            return part_name, Part(tuple(registers), tuple(derived))
+    ids = ", ".join(str(m.id) for m in models)
+    raise NotSunSpec(f"no model for role {role} among the models found ({ids})")
