@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pymodbus import FramerType
+from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -63,11 +64,9 @@ class ServedBus:
         lo, hi = min(unit.words), max(unit.words)
         values = [unit.words.get(a, 0) for a in range(lo, hi + 1)]
 
-        async def action(fc, _start, address, count, _registers, set_values):
-            if set_values is None and fc in (3, 4):
-                unit.requests.append((fc, address, count))
-                if unit.dead:
-                    await self._release.wait()  # like a unit that never answers
+        async def action(fc, _start, _address, _count, _registers, set_values):
+            if unit.dead and set_values is None:
+                await self._release.wait()  # like a unit that never answers
             return None
 
         data = SimData(address=lo, values=values, datatype=DataType.REGISTERS)
@@ -76,15 +75,24 @@ class ServedBus:
     def devices(self) -> list[SimDevice]:
         return [self._device(u) for u in self.units.values()]
 
+    def _trace(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        """Log every request received, including those the datastore refuses."""
+        unit = self.units.get(pdu.dev_id)
+        if not sending and unit is not None and pdu.function_code in (3, 4):
+            unit.requests.append((pdu.function_code, pdu.address, pdu.count))
+        return pdu
+
     async def start_tcp(self, port: int = 0, framer: FramerType = FramerType.SOCKET) -> int:
-        self.server = ModbusTcpServer(self.devices(), address=("127.0.0.1", port), framer=framer)
+        self.server = ModbusTcpServer(
+            self.devices(), address=("127.0.0.1", port), framer=framer, trace_pdu=self._trace
+        )
         await self.server.serve_forever(background=True)
         self.port = self.server.transport.sockets[0].getsockname()[1]
         return self.port
 
     async def start_serial(self, path: str, baud: int = 9600) -> None:
         self.server = ModbusSerialServer(
-            self.devices(), port=path, framer=FramerType.RTU, baudrate=baud
+            self.devices(), port=path, framer=FramerType.RTU, baudrate=baud, trace_pdu=self._trace
         )
         await self.server.serve_forever(background=True)
 
