@@ -53,13 +53,15 @@ class KeyLines:
                 continue
             header = _HEADER.match(line)
             if header:
-                parts = self._resolve(_split_dotted(header.group(2)), array_counts)
+                names = _split_dotted(header.group(2))
                 if header.group(1) == "[[":
+                    # the array itself gets a new index, only its parents take their current one
+                    parts = (*self._resolve(names[:-1], array_counts), names[-1])
                     index = array_counts.get(parts, -1) + 1
                     array_counts[parts] = index
                     table = (*parts, index)
                 else:
-                    table = parts
+                    table = parts = self._resolve(names, array_counts)
                 self._lines.setdefault(table, number)
                 continue
             key = _KEY.match(line)
