@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -39,8 +40,7 @@ def test_every_meter_profile_over_tcp_decodes_and_costs_one_request_per_block():
         bus = ServedBus(served_unit(i + 1, m) for i, m in enumerate(PLAIN_METERS))
         port = await bus.start_tcp()
         configs = [
-            meter(m, m, tcp(port), unit_id=i + 1, interval_s=60)
-            for i, m in enumerate(PLAIN_METERS)
+            meter(m, m, tcp(port), unit_id=i + 1, interval_s=60) for i, m in enumerate(PLAIN_METERS)
         ]
         meters = MeterSet(configs)
         await meters.start()
@@ -132,7 +132,7 @@ def test_rtu_frames_through_a_pty_and_a_dead_unit_costs_only_its_timeout():
                 if not stamps or at != stamps[-1]:
                     stamps.append(at)
                 await asyncio.sleep(0.005)
-            worst = max(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+            worst = max(b - a for a, b in itertools.pairwise(stamps))
             assert worst < interval + (retries + 1) * timeout + 0.25, stamps
             dead = by_name(meters, "dead")
             assert not dead.ok and "no answer" in (dead.error or "")
