@@ -24,8 +24,11 @@ from gateway.meters.profile import Register
 Image = dict[int, int]  # address -> register word
 
 
-def image(registers: Iterable[Register], values: Mapping[str, float]) -> Image:
-    """The words a device holds when it measures `values` (in its own sign and units)."""
+def image(registers: Iterable[Register], values: Mapping[str, float], sf: int = 0) -> Image:
+    """The words a device holds when it measures `values` (in its own sign and units).
+
+    SunSpec-style registers get the scale factor `sf` (value = raw * 10**sf).
+    """
     words: Image = {}
     for r in registers:
         if r.name not in values:
@@ -35,7 +38,8 @@ def image(registers: Iterable[Register], values: Mapping[str, float]) -> Image:
         raw = abs(raw) if r.sign_of else raw
         raw /= r.scale
         if r.scale_sf is not None:
-            words[r.scale_sf] = 0  # scale factor 10**0: raw values as given
+            words[r.scale_sf] = sf & 0xFFFF
+            raw /= 10.0**sf
         for i, w in enumerate(encode_raw(raw, r.type, r.word_order)):
             words[r.address + i] = w
     return words
