@@ -62,7 +62,7 @@ class Device:
         self.next_due = 0.0
         self.split = False  # merged reads were refused: read each run of registers alone
         self.plan: Plan | None = None
-        self._max_gap = max_gap(config.connection)
+        self._max_gap = min(max_gap(config.connection), config.profile.max_gap)
 
     def make_plan(self, part_name: str, part: Part) -> Plan:
         turn_round = part_name == "meter" and self.config.role in ("pv", "battery")

@@ -98,6 +98,8 @@ class Profile:
     title: str
     unit_id: int = 1
     max_registers: int = MAX_READ
+    # Devices that refuse reads spanning unmapped addresses (Victron) set this to 0.
+    max_gap: int = MAX_READ
     gap_s: float = 0.0
     connect_delay_s: float = 0.0
     parts: dict[str, Part] = field(default_factory=dict)
@@ -225,6 +227,7 @@ def read_profile(top: Table, name: str) -> Profile:
         title=title,
         unit_id=top.integer("unit_id", fallback.unit_id, lo=0, hi=255),
         max_registers=top.integer("max_registers", fallback.max_registers, lo=4, hi=MAX_READ),
+        max_gap=top.integer("max_gap", fallback.max_gap, lo=0, hi=MAX_READ),
         gap_s=top.number("gap_s", fallback.gap_s, lo=0, hi=10),
         connect_delay_s=top.number("connect_delay_s", fallback.connect_delay_s, lo=0, hi=10),
         parts=parts,
