@@ -16,6 +16,7 @@ from gateway import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "allocate": ("gateway.allocation.command", "one-shot allocation: snapshot JSON in, JSON out"),
     "check-config": ("gateway.check_config", "validate a config file without starting anything"),
+    "probe": ("gateway.meters.probe", "find meters and inverters on a serial port or host"),
 }
 
 

@@ -61,8 +61,10 @@ class Device:
         self.failures = 0
         self.next_due = 0.0
         self.split = False  # merged reads were refused: read each run of registers alone
-        self.plan: Plan | None = None
+        self.timed_out = False  # the last poll got no answer at all
         self._max_gap = min(max_gap(config.connection), config.profile.max_gap)
+        # SunSpec devices get their plan once the model chain has been walked
+        self.plan: Plan | None = self.fixed_plan()
 
     def make_plan(self, part_name: str, part: Part) -> Plan:
         turn_round = part_name == "meter" and self.config.role in ("pv", "battery")
@@ -116,21 +118,20 @@ class Bus:
         loop = asyncio.get_running_loop()
         for d in self.devices:
             d.next_due = loop.time()
-            d.plan = d.fixed_plan()
         try:
             while True:
                 device = min(self.devices, key=lambda d: d.next_due)
                 delay = device.next_due - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                if not await self._ensure_connected():
+                if not await self.ensure_connected():
                     continue
-                await self._poll(device)
+                await self.poll(device)
                 device.schedule(loop.time())
         finally:
             self.link.close()
 
-    async def _ensure_connected(self) -> bool:
+    async def ensure_connected(self) -> bool:
         if self.link.connected:
             return True
         if await self.link.connect(CONNECT_TIMEOUT_S):
@@ -186,22 +187,26 @@ class Bus:
         )
         return device.make_plan(part_name, part)
 
-    async def _poll(self, device: Device) -> None:
+    async def poll(self, device: Device) -> None:
+        """Read every block of one device once and record the result."""
         if device.plan is None:
             try:
                 device.plan = await self._discover(device)
             except (ReadError, sunspec.NotSunSpec) as exc:
+                device.timed_out = isinstance(exc, ReadError) and exc.timeout
                 device.record({}, [f"SunSpec discovery: {exc}"])
                 return
         plan = device.plan
         raw: dict[str, float] = {}
         errors: list[str] = []
+        device.timed_out = False
         for block in plan.blocks:
             try:
                 words = await self._request(device, block.function, block.start, block.count)
             except ReadError as exc:
                 errors.append(f"FC{block.function} {block.start}+{block.count}: {exc}")
                 if exc.timeout:
+                    device.timed_out = not raw
                     break  # a silent device would cost a timeout per block
                 if exc.code in _SPLIT_CODES and len(block.registers) > 1 and not device.split:
                     log.warning(
