@@ -69,7 +69,8 @@ def _candidates(args: argparse.Namespace, connection: Connection) -> list[MeterC
     names = args.model or builtin_names()
     unknown = sorted(set(names) - set(builtin_names()))
     if unknown:
-        raise ValueError(f"unknown model {', '.join(unknown)} (known: {', '.join(builtin_names())})")
+        known = ", ".join(builtin_names())
+        raise ValueError(f"unknown model {', '.join(unknown)} (known: {known})")
     out = []
     for name in names:
         profile = builtin(name)

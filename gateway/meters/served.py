@@ -65,7 +65,8 @@ class ServedBus:
         self.port = 0
 
     def _device(self, unit: Unit) -> SimDevice:
-        lo, hi = min(unit.words), max(unit.words)
+        # A dead unit spans the whole address space, so every read reaches the stalling action.
+        lo, hi = (0, 0xFFFF) if unit.dead else (min(unit.words), max(unit.words))
         values = [unit.words.get(a, 0) for a in range(lo, hi + 1)]
 
         async def action(fc, _start, _address, _count, _registers, set_values):
