@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.meters.blocks import char_time_s, plan_blocks, wire_time_s
 from gateway.meters.bus import Bus, Device, max_gap
-from gateway.meters.config import Connection, MeterConfig
+from gateway.meters.config import Connection, MeterConfig, builtin_meter
 from gateway.meters.profile import builtin
 from gateway.meters.served import PtyLine, ServedBus, Unit, image
 
@@ -35,21 +35,7 @@ VALUES = {
 
 
 def configs(connection: Connection) -> list[MeterConfig]:
-    out = []
-    for name, model, unit, role in SITE:
-        profile = builtin(model)
-        out.append(
-            MeterConfig(
-                name=name,
-                model=model,
-                profile=profile,
-                role=role,
-                connection=connection,
-                unit_id=unit,
-                max_registers=profile.max_registers,
-            )
-        )
-    return out
+    return [builtin_meter(n, model, role, connection, unit) for n, model, unit, role in SITE]
 
 
 def served() -> ServedBus:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
-from gateway.meters.config import Connection, MeterConfig
-from gateway.meters.profile import builtin
+from gateway.meters.config import Connection, MeterConfig, builtin_meter
+from gateway.meters.poller import MeterSet
+from gateway.meters.served import ServedBus
 
 # What a three-phase grid meter measures, in its own (import +) convention: exporting on
 # L1, importing on L2 and L3; every value representable in every profile's scale.
@@ -40,19 +42,20 @@ def meter(
     role: str = "grid",
     **options,
 ) -> MeterConfig:
-    profile = builtin(model)
-    options.setdefault("max_registers", profile.max_registers)
-    options.setdefault("gap_s", 0.0)
-    return MeterConfig(
-        name=name,
-        model=model,
-        profile=profile,
-        role=role,
-        connection=connection,
-        unit_id=unit_id,
-        charger="c1" if role == "charger" else None,
-        **options,
-    )
+    charger = "c1" if role == "charger" else None
+    return builtin_meter(name, model, role, connection, unit_id, charger=charger, **options)
+
+
+@contextlib.asynccontextmanager
+async def polling(configs: list[MeterConfig], bus: ServedBus) -> AsyncIterator[MeterSet]:
+    """A started MeterSet; on the way out it is stopped and the served bus too."""
+    meters = MeterSet(configs)
+    await meters.start()
+    try:
+        yield meters
+    finally:
+        await meters.stop()
+        await bus.stop()
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

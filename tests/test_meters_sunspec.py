@@ -9,7 +9,7 @@ import pytest
 from gateway.meters.poller import MeterSet
 from gateway.meters.profile import builtin
 from gateway.meters.served import Image, ServedBus, Unit, image
-from tests.test_meters_helpers import METER_VALUES, by_name, meter, tcp, wait_until
+from tests.test_meters_helpers import METER_VALUES, by_name, meter, polling, tcp, wait_until
 
 PV = {
     "power_w": 3000.5,
@@ -54,15 +54,14 @@ def test_int_sf_models_at_40000_fill_pv_grid_and_battery_roles():
         )
         bus = ServedBus([Unit(1, words)])
         port = await bus.start_tcp()
-        meters = MeterSet(
+        async with polling(
             [
                 meter("inverter", "sunspec", tcp(port), role="pv"),
                 meter("grid", "sunspec", tcp(port), role="grid"),
                 meter("battery", "sunspec", tcp(port), role="battery"),
-            ]
-        )
-        await meters.start()
-        try:
+            ],
+            bus,
+        ) as meters:
             await wait_until(lambda: all(m.ok for m in meters.latest()))
             assert values_of(meters, "inverter") == pytest.approx(
                 {**PV, "current_l2_a": 0, "current_l3_a": 0, "voltage_l2_v": 0, "voltage_l3_v": 0}
@@ -73,9 +72,6 @@ def test_int_sf_models_at_40000_fill_pv_grid_and_battery_roles():
             # 802 is listed before 124, so its SoC wins; W is + while discharging
             assert values_of(meters, "battery") == pytest.approx(BATTERY)
             assert (3, 40000, 2) in bus.units[1].requests
-        finally:
-            await meters.stop()
-            await bus.stop()
 
     asyncio.run(scenario())
 
@@ -84,22 +80,18 @@ def test_float_models_found_at_base_0_after_40000_is_refused():
     async def scenario():
         bus = ServedBus([Unit(1, chain(0, [(1, {}), (113, PV), (213, GRID)], sf=0))])
         port = await bus.start_tcp()
-        meters = MeterSet(
+        async with polling(
             [
                 meter("inverter", "sunspec", tcp(port), role="pv"),
                 meter("grid", "sunspec", tcp(port), role="grid"),
-            ]
-        )
-        await meters.start()
-        try:
+            ],
+            bus,
+        ) as meters:
             await wait_until(lambda: all(m.ok for m in meters.latest()))
             assert values_of(meters, "inverter")["power_w"] == pytest.approx(3000.5)
             assert values_of(meters, "grid") == pytest.approx(GRID, rel=1e-6)
             sent = bus.units[1].requests
             assert sent.index((3, 40000, 2)) < sent.index((3, 0, 2))
-        finally:
-            await meters.stop()
-            await bus.stop()
 
     asyncio.run(scenario())
 
@@ -110,20 +102,16 @@ def test_non_sunspec_device_and_missing_model_are_reported():
         only_pv = chain(40000, [(1, {}), (103, PV)], sf=0)
         bus = ServedBus([Unit(1, sdm), Unit(2, only_pv)])
         port = await bus.start_tcp()
-        meters = MeterSet(
+        async with polling(
             [
                 meter("plain", "sunspec", tcp(port), unit_id=1, role="grid"),
                 meter("nobattery", "sunspec", tcp(port), unit_id=2, role="battery"),
-            ]
-        )
-        await meters.start()
-        try:
+            ],
+            bus,
+        ) as meters:
             await wait_until(lambda: all(m.error != "not read yet" for m in meters.latest()))
             assert "no SunS marker" in (by_name(meters, "plain").error or "")
             assert "no model for role battery" in (by_name(meters, "nobattery").error or "")
             assert "models found (1, 103)" in (by_name(meters, "nobattery").error or "")
-        finally:
-            await meters.stop()
-            await bus.stop()
 
     asyncio.run(scenario())

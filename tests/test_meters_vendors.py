@@ -7,9 +7,8 @@ import asyncio
 import pytest
 
 from gateway.meters.decode import encode_raw
-from gateway.meters.poller import MeterSet
 from gateway.meters.served import Image, ServedBus, Unit
-from tests.test_meters_helpers import by_name, meter, tcp, wait_until
+from tests.test_meters_helpers import by_name, meter, polling, tcp, wait_until
 
 
 def words(*entries: tuple[int, float, str] | tuple[int, float, str, str]) -> Image:
@@ -123,9 +122,7 @@ def test_vendor_profiles_bring_every_value_to_one_convention():
             for u, (model, _, roles) in DEVICES.items()
             for role in roles
         ]
-        meters = MeterSet(configs)
-        await meters.start()
-        try:
+        async with polling(configs, bus) as meters:
             await wait_until(lambda: all(m.ok for m in meters.latest()))
             for u, (model, _, roles) in DEVICES.items():
                 for role, want in roles.items():
@@ -133,9 +130,6 @@ def test_vendor_profiles_bring_every_value_to_one_convention():
                     got = {k: state.values[k].value for k in want}
                     assert got == pytest.approx(want), (u, model, role)
                     assert not any(k.startswith("_") for k in state.values)
-        finally:
-            await meters.stop()
-            await bus.stop()
 
     asyncio.run(scenario())
 

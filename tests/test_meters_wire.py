@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 
@@ -14,7 +15,7 @@ from gateway.meters.config import Connection
 from gateway.meters.poller import MeterSet
 from gateway.meters.profile import builtin
 from gateway.meters.served import PtyLine, ServedBus, Unit, image
-from tests.test_meters_helpers import METER_VALUES, by_name, meter, tcp, wait_until
+from tests.test_meters_helpers import METER_VALUES, by_name, meter, polling, tcp, wait_until
 
 PLAIN_METERS = ("sdm630", "sdm72", "sdm120", "em24", "em340", "abb-b23")
 
@@ -42,9 +43,7 @@ def test_every_meter_profile_over_tcp_decodes_and_costs_one_request_per_block():
         configs = [
             meter(m, m, tcp(port), unit_id=i + 1, interval_s=60) for i, m in enumerate(PLAIN_METERS)
         ]
-        meters = MeterSet(configs)
-        await meters.start()
-        try:
+        async with polling(configs, bus) as meters:
             await wait_until(lambda: all(m.ok for m in meters.latest()))
             for i, model in enumerate(PLAIN_METERS):
                 assert plain(meters, model) == pytest.approx(expected(model), rel=1e-5), model
@@ -55,9 +54,6 @@ def test_every_meter_profile_over_tcp_decodes_and_costs_one_request_per_block():
             # a three-phase meter with 13 values costs one transaction per cycle on TCP
             assert len(bus.units[1].requests) == 1
             assert meters.requests == bus.request_count()
-        finally:
-            await meters.stop()
-            await bus.stop()
 
     asyncio.run(scenario())
 
@@ -72,9 +68,7 @@ def test_roles_give_one_sign_convention():
             meter("reversed", "sdm630", tcp(port), role="grid", invert=True),
             meter("wallbox", "sdm630", tcp(port), role="charger"),
         ]
-        meters = MeterSet(configs)
-        await meters.start()
-        try:
+        async with polling(configs, bus) as meters:
             await wait_until(lambda: all(m.ok for m in meters.latest()))
             grid, pv = plain(meters, "grid"), plain(meters, "pv")
             assert grid["power_w"] == pytest.approx(-519) and grid["current_l1_a"] == -10
@@ -84,9 +78,6 @@ def test_roles_give_one_sign_convention():
             state = by_name(meters, "wallbox")
             assert (state.role, state.charger) == ("charger", "c1")
             assert state.values["power_w"].value == pytest.approx(-519)
-        finally:
-            await meters.stop()
-            await bus.stop()
 
     asyncio.run(scenario())
 
@@ -105,15 +96,14 @@ def test_rtu_frames_through_a_pty_and_a_dead_unit_costs_only_its_timeout():
         await bus.start_serial(line.server_path, baud=9600)
         rtu = Connection("rtu", device=line.client_path, baud=9600)
         timeout, retries, interval = 0.25, 1, 0.2
-        meters = MeterSet(
-            [
-                meter("grid", "sdm630", rtu, 1, interval_s=interval),
-                meter("charger", "em340", rtu, 2, role="charger", interval_s=interval),
-                meter("dead", "sdm120", rtu, 9, interval_s=interval, timeout_s=timeout),
-            ]
-        )
-        await meters.start()
-        try:
+        configs = [
+            meter("grid", "sdm630", rtu, 1, interval_s=interval),
+            meter("charger", "em340", rtu, 2, role="charger", interval_s=interval),
+            meter("dead", "sdm120", rtu, 9, interval_s=interval, timeout_s=timeout),
+        ]
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(line.close)
+            meters = await stack.enter_async_context(polling(configs, bus))
             await wait_until(lambda: by_name(meters, "grid").ok and by_name(meters, "charger").ok)
             assert plain(meters, "grid") == pytest.approx(expected("sdm630"), rel=1e-5)
             assert plain(meters, "charger") == pytest.approx(expected("em340"), rel=1e-5)
@@ -138,10 +128,6 @@ def test_rtu_frames_through_a_pty_and_a_dead_unit_costs_only_its_timeout():
             assert not dead.ok and "no answer" in (dead.error or "")
             assert dead.values == {}
             assert line.bytes_relayed > 0
-        finally:
-            await meters.stop()
-            await bus.stop()
-            line.close()
 
     asyncio.run(scenario())
 
@@ -150,14 +136,11 @@ def test_rtu_over_tcp_bridge():
     async def scenario():
         bus = ServedBus([served_unit(5, "sdm120")])
         port = await bus.start_tcp(framer=FramerType.RTU)
-        meters = MeterSet([meter("house", "sdm120", tcp(port, "rtu-over-tcp"), unit_id=5)])
-        await meters.start()
-        try:
+        async with polling(
+            [meter("house", "sdm120", tcp(port, "rtu-over-tcp"), unit_id=5)], bus
+        ) as meters:
             await wait_until(lambda: by_name(meters, "house").ok)
             assert plain(meters, "house") == pytest.approx(expected("sdm120"), rel=1e-5)
-        finally:
-            await meters.stop()
-            await bus.stop()
 
     asyncio.run(scenario())
 
@@ -166,9 +149,9 @@ def test_failed_reads_keep_old_values_and_reconnect_after_server_restart():
     async def scenario():
         bus = ServedBus([served_unit(1, "sdm630")])
         port = await bus.start_tcp()
-        meters = MeterSet([meter("grid", "sdm630", tcp(port), interval_s=0.05, timeout_s=0.2)])
-        await meters.start()
-        try:
+        async with polling(
+            [meter("grid", "sdm630", tcp(port), interval_s=0.05, timeout_s=0.2)], bus
+        ) as meters:
             await wait_until(lambda: by_name(meters, "grid").ok)
             await bus.stop()
             await wait_until(lambda: not by_name(meters, "grid").ok)
@@ -184,9 +167,6 @@ def test_failed_reads_keep_old_values_and_reconnect_after_server_restart():
             await wait_until(lambda: by_name(meters, "grid").ok, timeout=10)
             await wait_until(lambda: by_name(meters, "grid").values["power_w"].value == 4321.0)
             assert by_name(meters, "grid").values["power_w"].at > before.at
-        finally:
-            await meters.stop()
-            await bus.stop()
 
     asyncio.run(scenario())
 
@@ -198,9 +178,7 @@ def test_exception_replies_split_merged_reads_and_keep_what_answers():
         words = image([r for r in part.registers if r.address < 0x12], METER_VALUES)
         bus = ServedBus([Unit(1, words)])
         port = await bus.start_tcp()
-        meters = MeterSet([meter("grid", "sdm630", tcp(port), interval_s=0.05)])
-        await meters.start()
-        try:
+        async with polling([meter("grid", "sdm630", tcp(port), interval_s=0.05)], bus) as meters:
             await wait_until(lambda: "current_l3_a" in by_name(meters, "grid").values)
             state = by_name(meters, "grid")
             assert not state.ok
@@ -209,9 +187,6 @@ def test_exception_replies_split_merged_reads_and_keep_what_answers():
             assert "frequency_hz" not in state.values
             assert bus.units[1].requests[0] == (4, 0, 76)
             assert (4, 0, 18) in bus.units[1].requests  # the smaller read after the refusal
-        finally:
-            await meters.stop()
-            await bus.stop()
 
     asyncio.run(scenario())
 

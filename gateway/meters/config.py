@@ -60,6 +60,29 @@ class MeterConfig:
     invert: bool = False
 
 
+def builtin_meter(
+    name: str,
+    model: str,
+    role: str,
+    connection: Connection,
+    unit_id: int | None = None,
+    **options,
+) -> MeterConfig:
+    """A meter on a built-in profile with that profile's defaults (probe, bench, tests)."""
+    profile = builtin(model)
+    options.setdefault("gap_s", profile.gap_s)
+    options.setdefault("max_registers", profile.max_registers)
+    return MeterConfig(
+        name=name,
+        model=model,
+        profile=profile,
+        role=role,
+        connection=connection,
+        unit_id=profile.unit_id if unit_id is None else unit_id,
+        **options,
+    )
+
+
 def _read_profile(t: Table, base_dir: Path) -> tuple[str, Profile]:
     if t.has("model") == t.has("profile_file"):
         raise SchemaError(t.at("model"), "give exactly one of model or profile_file")

@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import sys
 
-from gateway.meters.config import PARITIES, TRANSPORTS, Connection, MeterConfig
+from gateway.meters.config import PARITIES, TRANSPORTS, Connection, MeterConfig, builtin_meter
 
 # Plausible ranges; a value outside says the profile does not fit this device.
 _RANGES = {"voltage": (0.0, 300.0), "frequency": (45.0, 65.0), "soc": (0.0, 100.0)}
@@ -82,17 +82,14 @@ def _candidates(args: argparse.Namespace, connection: Connection) -> list[MeterC
                 if role == "charger":
                     continue
                 out.append(
-                    MeterConfig(
-                        name=f"{name}/{role}",
-                        model=name,
-                        profile=profile,
-                        role=role,
-                        connection=connection,
-                        unit_id=unit,
+                    builtin_meter(
+                        f"{name}/{role}",
+                        name,
+                        role,
+                        connection,
+                        unit,
                         timeout_s=args.timeout,
                         retries=0,
-                        gap_s=profile.gap_s,
-                        max_registers=profile.max_registers,
                     )
                 )
     return out
