@@ -49,6 +49,15 @@ def max_gap(connection: Connection) -> int:
     return rtu_max_gap(char_time_s(9600, "N", 1))  # unknown line behind the bridge: assume slow
 
 
+def silence_s(connection: Connection) -> float:
+    """The 3.5-character silence RTU needs between frames (fixed 1.75 ms above 19200 baud)."""
+    if connection.transport != "rtu":
+        return 0.0
+    if connection.baud > 19200:
+        return 0.00175
+    return 3.5 * char_time_s(connection.baud, connection.parity, connection.stopbits)
+
+
 class Device:
     """One configured meter: its plan, its latest values and its health."""
 
@@ -111,6 +120,7 @@ class Bus:
         self.connection = connection
         self.devices = devices
         self.link = Link(connection)
+        self._min_gap = silence_s(connection)
         self._last_request_end = 0.0
         self._connect_failures = 0
 
@@ -156,7 +166,7 @@ class Bus:
         tries = 1 + (cfg.retries if device.failures == 0 else 0)
         loop = asyncio.get_running_loop()
         for attempt in range(tries):
-            wait = self._last_request_end + cfg.gap_s - loop.time()
+            wait = self._last_request_end + max(cfg.gap_s, self._min_gap) - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 from gateway.meters.config import PARITIES, TRANSPORTS, Connection, MeterConfig, builtin_meter
@@ -143,4 +144,7 @@ async def probe(args: argparse.Namespace, out=sys.stdout) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The probe prints its own findings; per-request warnings would bury them.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    logging.getLogger("gateway.meters").setLevel(logging.ERROR)
     return asyncio.run(probe(args))
