@@ -187,6 +187,8 @@ def test_exception_replies_split_merged_reads_and_keep_what_answers():
             assert "frequency_hz" not in state.values
             assert bus.units[1].requests[0] == (4, 0, 76)
             assert (4, 0, 18) in bus.units[1].requests  # the smaller read after the refusal
+            # A device that still delivers values keeps its interval (no failure back-off).
+            await wait_until(lambda: bus.units[1].requests.count((4, 0, 18)) >= 8, timeout=1.5)
 
     asyncio.run(scenario())
 

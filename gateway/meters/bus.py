@@ -67,7 +67,7 @@ class Device:
         self.values: dict[str, Reading] = {}
         self.ok = False
         self.error: str | None = "not read yet"
-        self.failures = 0
+        self.failures = 0  # polls in a row that read nothing
         self.next_due = 0.0
         self.split = False  # merged reads were refused: read each run of registers alone
         self.timed_out = False  # the last poll got no answer at all
@@ -94,17 +94,15 @@ class Device:
         now = self.clock()
         for name, value in fresh.items():
             self.values[name] = Reading(value, now)
-        was_ok = self.ok
+        was_ok, first = self.ok, self.error == "not read yet"
         self.ok = not errors
         self.error = "; ".join(errors) if errors else None
-        if self.ok:
-            if not was_ok:
-                log.info("meter %s: reading (%d values)", self.config.name, len(fresh))
-            self.failures = 0
-        else:
-            if was_ok or self.failures == 0:
-                log.warning("meter %s: %s", self.config.name, self.error)
-            self.failures += 1
+        if self.ok and not was_ok:
+            log.info("meter %s: reading (%d values)", self.config.name, len(fresh))
+        elif not self.ok and (was_ok or first):
+            log.warning("meter %s: %s", self.config.name, self.error)
+        # Only a device that gave nothing backs off: one refused block must not slow the rest.
+        self.failures = 0 if fresh else self.failures + 1
 
     def schedule(self, now: float) -> None:
         interval = self.config.interval_s
