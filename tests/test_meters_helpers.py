@@ -47,9 +47,11 @@ def meter(
 
 
 @contextlib.asynccontextmanager
-async def polling(configs: list[MeterConfig], bus: ServedBus) -> AsyncIterator[MeterSet]:
+async def polling(
+    configs: list[MeterConfig], bus: ServedBus, clock: Callable[[], float] = time.monotonic
+) -> AsyncIterator[MeterSet]:
     """A started MeterSet; on the way out it is stopped and the served bus too."""
-    meters = MeterSet(configs)
+    meters = MeterSet(configs, clock=clock)
     await meters.start()
     try:
         yield meters

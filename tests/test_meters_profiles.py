@@ -83,6 +83,23 @@ def test_current_without_its_power_is_dropped_not_guessed():
     assert finish({"current_l1_a": 5.0}, (r,), (), False) == {}
 
 
+def test_current_derived_from_power_and_voltage_keeps_the_power_sign(tmp_path):
+    path = tmp_path / "no-current.toml"
+    path.write_text(
+        'title = "meter without current registers"\n'
+        "[meter]\n"
+        'power_l1_w = { address = 0, type = "s16", unit = "W" }\n'
+        'voltage_l1_v = { address = 1, type = "u16", unit = "V" }\n'
+        "[meter.derived]\n"
+        'current_l1_a = { divide = ["power_l1_w", "voltage_l1_v"] }\n'
+    )
+    part = load_profile(path).parts["meter"]
+    (block,) = plan_blocks(part.registers, 125, 125)
+    raw = decode_block(block, [*encode_raw(-2300, "s16"), 230])
+    assert finish(raw, part.registers, part.derived, False)["current_l1_a"] == -10.0
+    assert "current_l1_a" not in finish({"power_l1_w": 5.0}, part.registers, part.derived, False)
+
+
 def test_blocks_merge_close_registers_and_respect_the_cap():
     regs = [Register(f"_r{i}_w", 4, a, "f32") for i, a in enumerate((0, 2, 10, 60, 200))]
     assert [(b.start, b.count) for b in plan_blocks(regs, 125, 125)] == [(0, 62), (200, 2)]

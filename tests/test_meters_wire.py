@@ -132,6 +132,22 @@ def test_rtu_frames_through_a_pty_and_a_dead_unit_costs_only_its_timeout():
     asyncio.run(scenario())
 
 
+def test_readings_carry_the_injected_clock():
+    async def scenario():
+        ticks = iter(range(1000, 100000))
+        bus = ServedBus([served_unit(1, "sdm120")])
+        port = await bus.start_tcp()
+        configs = [meter("house", "sdm120", tcp(port), interval_s=0.05)]
+        async with polling(configs, bus, clock=lambda: float(next(ticks))) as meters:
+            await wait_until(lambda: by_name(meters, "house").ok)
+            first = by_name(meters, "house").values["power_w"].at
+            await wait_until(lambda: by_name(meters, "house").values["power_w"].at > first)
+            values = by_name(meters, "house").values
+            assert first >= 1000 and len({r.at for r in values.values()}) == 1
+
+    asyncio.run(scenario())
+
+
 def test_rtu_over_tcp_bridge():
     async def scenario():
         bus = ServedBus([served_unit(5, "sdm120")])
