@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("gateway.sim.command", "simulate a day of control from a scenario file"),
     "registers": ("gateway.export.registers_command", "print the Modbus register map"),
     "status": ("gateway.export.status_command", "read a running gateway's registers"),
+    "probe": ("gateway.meters.probe", "find meters and inverters on a serial port or host"),
 }
 
 

@@ -13,6 +13,7 @@ from gateway.allocation.snapshot import check_chargers, read_charger_settings, r
 from gateway.allocation.timing import ControlSettings, Timing, read_control, read_timing
 from gateway.export.config import ExportConfig, read_export
 from gateway.logsetup import LogConfig, read_log
+from gateway.meters.config import MeterConfig, read_meters
 from gateway.model import Charger, Site
 from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
 from gateway.schema import SchemaError, Table
@@ -43,6 +44,7 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     log: LogConfig = field(default_factory=LogConfig)
     ocpp: OcppConfig = field(default_factory=OcppConfig)
+    meters: tuple[MeterConfig, ...] = ()
 
 
 def read_charger_config(t: Table, site: Site, control: ControlSettings) -> ChargerConfig:
@@ -71,6 +73,7 @@ def read_config(top: Table, path: str) -> Config:
         site=site,
         chargers=chargers,
         control=control,
+        meters=read_meters(top, path, tuple(c.id for c in chargers)),
         export=read_export(top),
         log=read_log(top),
         ocpp=read_ocpp(top),
