@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.config import load_config
+from gateway.config import describe, load_config
 from gateway.tomlfile import TomlError
 
 
@@ -19,16 +19,7 @@ def run(args: argparse.Namespace) -> int:
     except TomlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    site = config.site
     print(f"{args.file}: OK")
-    print(
-        f"  site: {site.phases}-phase, {site.main_breaker_a:g} A breaker, "
-        f"distribution {site.distribution.value}"
-    )
-    for c in config.chargers:
-        ch = c.charger
-        print(
-            f"  charger {ch.id}: {ch.mode.value}, {ch.min_a:g}-{ch.max_a:g} A, "
-            f"{ch.phases}-phase, priority {ch.priority}"
-        )
+    for line in describe(config):
+        print(f"  {line}")
     return 0

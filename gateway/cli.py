@@ -15,6 +15,7 @@ from gateway import __version__
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "allocate": ("gateway.allocation.command", "one-shot allocation: snapshot JSON in, JSON out"),
+    "run": ("gateway.daemon", "run the gateway (the systemd service runs this)"),
     "check-config": ("gateway.check_config", "validate a config file without starting anything"),
     "simulate": ("gateway.sim.command", "simulate a day of control from a scenario file"),
     "registers": ("gateway.export.registers_command", "print the Modbus register map"),

@@ -19,6 +19,8 @@ from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read
 from gateway.schema import SchemaError, Table
 from gateway.tomlfile import read_toml
 
+MAX_CHARGERS = 500
+
 
 @dataclass(frozen=True, slots=True)
 class ChargerConfig:
@@ -68,16 +70,59 @@ def read_config(top: Table, path: str) -> Config:
     control = read_control(top)
     chargers = top.each("chargers", lambda t: read_charger_config(t, site, control), ())
     check_chargers(tuple(c.charger for c in chargers), site, "chargers")
+    if len(chargers) > MAX_CHARGERS:
+        raise SchemaError("chargers", f"at most {MAX_CHARGERS} (the register map's blocks)")
+    meters = read_meters(top, path, tuple(c.id for c in chargers))
+    grids = [m.name for m in meters if m.role == "grid"]
+    if len(grids) != 1:
+        found = "none" if not grids else ", ".join(grids)
+        raise SchemaError("meters", f'needs exactly one meter with role = "grid" (found {found})')
+    if control.stale_after_s < 2 * control.cycle_s:
+        raise SchemaError("control.stale_after_s", "must be at least twice control.cycle_s")
     return Config(
         path=path,
         site=site,
         chargers=chargers,
         control=control,
-        meters=read_meters(top, path, tuple(c.id for c in chargers)),
+        meters=meters,
         export=read_export(top),
         log=read_log(top),
         ocpp=read_ocpp(top),
     )
+
+
+def describe(
+    config: Config, ocpp_port: int | None = None, export_port: int | None = None
+) -> list[str]:
+    """What a config sets up, one line per part (check-config and the daemon's start)."""
+    site = config.site
+    scheme = "wss" if config.ocpp.tls_cert else "ws"
+    lines = [
+        f"site: {site.phases}-phase, {site.main_breaker_a:g} A breaker"
+        + (f", import cap {site.max_import_w:g} W" if site.max_import_w is not None else "")
+        + f", distribution {site.distribution.value}, cycle {config.control.cycle_s:g} s"
+    ]
+    lines += [
+        f"meter {m.name}: {m.role} ({m.model}) on {m.connection.describe()} unit {m.unit_id}"
+        for m in config.meters
+    ]
+    port = config.ocpp.port if ocpp_port is None else ocpp_port
+    lines.append(f"OCPP: {scheme}://{config.ocpp.host}:{port}/<charger id>")
+    export = config.export
+    if export.enabled:
+        lines.append(
+            f"Modbus TCP registers: {export.host}:"
+            f"{export.port if export_port is None else export_port} unit {export.unit_id}, "
+            f"writes {'enabled' if export.writes_enabled else 'disabled'}"
+        )
+    for c in config.chargers:
+        ch = c.charger
+        lines.append(
+            f"charger {ch.id}: {ch.mode.value}, {ch.min_a:g}-{ch.max_a:g} A, "
+            f"{ch.phases}-phase on {ch.phase_map}, priority {ch.priority}, "
+            f"failsafe {c.failsafe_a:g} A"
+        )
+    return lines
 
 
 def load_config(path: str | Path) -> Config:

@@ -1,0 +1,169 @@
+"""`evse-gateway run -c CONFIG`: the daemon, and `Gateway`, every part built from a config.
+
+Servers start before systemd hears READY, the hub's cycle runs until SIGTERM/SIGINT, and
+parts stop in reverse order. Chargers keep their permanent failsafe profile when the
+gateway goes away, so a clean stop sends them nothing special. SIGHUP re-reads the
+config and takes new charger settings (mode, currents, priority, timing) when the set
+of chargers, meters and servers is unchanged; otherwise the log says a restart is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gateway import __version__
+from gateway.allocation.controller import Controller
+from gateway.config import Config, describe, load_config
+from gateway.hub import CycleReport, Hub
+from gateway.logsetup import add_log_arguments, setup_logging
+from gateway.systemd_notify import Notifier
+from gateway.tomlfile import TomlError
+
+if TYPE_CHECKING:
+    from gateway.export.server import ExportServer
+
+log = logging.getLogger("gateway.daemon")
+DEFAULT_CONFIG = "/etc/evse-gateway/config.toml"
+
+
+class Gateway:
+    """Every part of a running gateway, built from one config."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_cycle: Callable[[CycleReport], None] | None = None,
+    ) -> None:
+        # The protocol stacks load only when a gateway is built, not for every command.
+        from gateway.export.server import ExportServer
+        from gateway.meters.poller import MeterSet
+        from gateway.ocpp.server import CentralSystem
+
+        self.config = config
+        self.meters = MeterSet(config.meters, clock)
+        self.central = CentralSystem(config)
+        self.export: ExportServer | None = (
+            ExportServer(config.export, clock=clock) if config.export.enabled else None
+        )
+        self.hub = Hub(
+            config,
+            Controller.for_chargers(config.control, config.chargers),
+            self.meters,
+            self.central,
+            self.export,
+            clock=clock,
+            on_cycle=on_cycle,
+        )
+
+    async def start(self) -> None:
+        """Listen first, then poll: chargers may connect while the meters warm up."""
+        await self.central.start()
+        try:
+            if self.export is not None:
+                await self.export.start()
+            await self.meters.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        await self.meters.stop()
+        if self.export is not None:
+            await self.export.stop()
+        await self.central.stop()
+
+    async def run(self, stop: asyncio.Event, on_healthy: Callable[[], None] = lambda: None) -> None:
+        await self.hub.run(stop, self.config.control.cycle_s, on_healthy)
+
+    def reload(self, new: Config) -> bool:
+        """Take `new` charger settings if nothing structural changed; say what did."""
+        old = self.config
+        changed = [
+            what
+            for what, same in (
+                ("charger ids", [c.id for c in old.chargers] == [c.id for c in new.chargers]),
+                ("meters", old.meters == new.meters),
+                ("site", old.site == new.site),
+                ("[ocpp]", old.ocpp == new.ocpp),
+                (
+                    "OCPP charger settings",
+                    [c.ocpp for c in old.chargers] == [c.ocpp for c in new.chargers],
+                ),
+                ("[export]", old.export == new.export),
+                ("[control]", old.control == new.control),
+            )
+            if not same
+        ]
+        if changed:
+            log.warning("reload: %s changed; restart the service to apply", ", ".join(changed))
+            return False
+        self.config = new
+        self.hub.config = new
+        # The controller is stateless (its state lives in the hub): rebuild it.
+        self.hub.controller = Controller.for_chargers(new.control, new.chargers)
+        log.info("reload: charger settings applied")
+        return True
+
+    def summary(self) -> list[str]:
+        ports = (self.central.port, self.export.port if self.export is not None else None)
+        return [
+            f"evse-gateway {__version__}, config {self.config.path}",
+            *describe(self.config, *ports),
+        ]
+
+
+async def serve(config: Config, notifier: Notifier) -> None:
+    gateway = Gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_hup() -> None:
+        notifier.reloading()
+        try:
+            gateway.reload(load_config(config.path))
+        except TomlError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+        notifier.ready("reloaded")
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await gateway.start()
+    try:
+        for line in gateway.summary():
+            log.info("%s", line)
+        notifier.ready(f"{len(config.chargers)} chargers, {len(config.meters)} meters")
+        await gateway.run(stop, notifier.watchdog)
+        log.info("stopping; chargers keep their failsafe profile")
+        notifier.stopping("stopping")
+    finally:
+        await gateway.stop()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="the TOML config")
+    add_log_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except TomlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level or config.log.level, show_libraries=config.log.show_libraries)
+    try:
+        asyncio.run(serve(config, Notifier.from_environment()))
+    except OSError as exc:  # a port in use, an address not on this machine
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
