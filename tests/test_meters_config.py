@@ -136,7 +136,7 @@ def test_custom_profile_file_is_found_next_to_the_config(tmp_path):
     )
     path = write(
         tmp_path,
-        '\n[[meters]]\nname = "m"\nprofile_file = "mine.toml"\nrole = "pv"\nhost = "h"\n',
+        '\n[[meters]]\nname = "m"\nprofile_file = "mine.toml"\nrole = "grid"\nhost = "h"\n',
     )
     (only,) = load_config(path).meters
-    assert only.profile.title == "my meter" and only.role == "pv"
+    assert only.profile.title == "my meter" and only.model == str(tmp_path / "mine.toml")

@@ -251,6 +251,23 @@ def test_garbage_and_short_responses_are_errors_not_values(reply, message):
     asyncio.run(scenario())
 
 
+def test_stop_is_prompt_while_requests_are_in_flight():
+    async def scenario():
+        bus = ServedBus([served_unit(1, "sdm630")])
+        port = await bus.start_tcp()
+        try:
+            for i in range(40):
+                meters = MeterSet([meter("grid", "sdm630", tcp(port), interval_s=0.001)])
+                await meters.start()
+                await wait_until(lambda: meters.requests > 3)  # noqa: B023
+                await asyncio.sleep(i * 0.0002)  # land the cancel at varied moments
+                await asyncio.wait_for(meters.stop(), timeout=2)
+        finally:
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
 def test_unreachable_endpoint_is_reported_and_stop_is_clean():
     async def scenario():
         server, port = await _garbage_server(b"")

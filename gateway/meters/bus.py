@@ -126,8 +126,13 @@ class Bus:
         loop = asyncio.get_running_loop()
         for d in self.devices:
             d.next_due = loop.time()
+        task = asyncio.current_task()
         try:
             while True:
+                if task is not None and task.cancelling():
+                    # asyncio.wait_for inside pymodbus (Python < 3.12) can swallow a cancel
+                    # that lands as a response arrives; honour it here instead of hanging stop().
+                    raise asyncio.CancelledError
                 device = min(self.devices, key=lambda d: d.next_due)
                 delay = device.next_due - loop.time()
                 if delay > 0:
