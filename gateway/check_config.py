@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.config import describe, load_config
+from gateway.config import describe, load_runnable_config
 from gateway.tomlfile import TomlError
 
 
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.file)
+        config = load_runnable_config(args.file)
     except TomlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

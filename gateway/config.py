@@ -17,7 +17,7 @@ from gateway.meters.config import MeterConfig, read_meters
 from gateway.model import Charger, Site
 from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
 from gateway.schema import SchemaError, Table
-from gateway.tomlfile import read_toml
+from gateway.tomlfile import TomlError, read_toml
 
 MAX_CHARGERS = 500
 
@@ -73,10 +73,6 @@ def read_config(top: Table, path: str) -> Config:
     if len(chargers) > MAX_CHARGERS:
         raise SchemaError("chargers", f"at most {MAX_CHARGERS} (the register map's blocks)")
     meters = read_meters(top, path, tuple(c.id for c in chargers))
-    grids = [m.name for m in meters if m.role == "grid"]
-    if len(grids) != 1:
-        found = "none" if not grids else ", ".join(grids)
-        raise SchemaError("meters", f'needs exactly one meter with role = "grid" (found {found})')
     if control.stale_after_s < 2 * control.cycle_s:
         raise SchemaError("control.stale_after_s", "must be at least twice control.cycle_s")
     return Config(
@@ -128,3 +124,18 @@ def describe(
 def load_config(path: str | Path) -> Config:
     """Load and validate a config file; raises `TomlError` naming file, line and key."""
     return read_toml(path, lambda top: read_config(top, str(path)))
+
+
+def load_runnable_config(path: str | Path) -> Config:
+    """A config the daemon can run: valid, and with exactly one grid meter (the fuse's eye)."""
+    config = load_config(path)
+    grids = [m.name for m in config.meters if m.role == "grid"]
+    if len(grids) != 1:
+        found = "none" if not grids else ", ".join(grids)
+        raise TomlError(
+            str(path),
+            None,
+            "meters",
+            f'needs exactly one meter with role = "grid" to protect the fuse (found {found})',
+        )
+    return config

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.allocation.controller import Controller
-from gateway.config import Config, describe, load_config
+from gateway.config import Config, describe, load_runnable_config
 from gateway.hub import CycleReport, Hub
 from gateway.logsetup import add_log_arguments, setup_logging
 from gateway.systemd_notify import Notifier
@@ -129,7 +129,7 @@ async def serve(config: Config, notifier: Notifier) -> None:
     def on_hup() -> None:
         notifier.reloading()
         try:
-            gateway.reload(load_config(config.path))
+            gateway.reload(load_runnable_config(config.path))
         except TomlError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
         notifier.ready("reloaded")
@@ -156,7 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config)
+        config = load_runnable_config(args.config)
     except TomlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -42,6 +42,12 @@ EXAMPLE = """\
 phases = 3
 main_breaker_a = 25
 
+[[meters]]
+name = "grid"
+model = "sdm630"
+role = "grid"
+host = "127.0.0.1"
+
 [[chargers]]
 id = "garage"
 max_a = 16
@@ -227,7 +233,7 @@ def test_a_bad_config_stops_the_restart(tmp_path):
 
     rerun = install(source, root)
     assert rerun.returncode == 2
-    assert f"{config}:8: chargers[0].max_amps: unknown key" in rerun.stderr
+    assert f"{config}:14: chargers[0].max_amps: unknown key" in rerun.stderr
     assert "not (re)starting evse-gateway" in rerun.stderr
     assert "restart" not in rerun.stdout
 
