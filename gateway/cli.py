@@ -16,6 +16,7 @@ from gateway import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "allocate": ("gateway.allocation.command", "one-shot allocation: snapshot JSON in, JSON out"),
     "run": ("gateway.daemon", "run the gateway (the systemd service runs this)"),
+    "demo": ("gateway.sim.demo_command", "the gateway against a simulated site on 127.0.0.1"),
     "check-config": ("gateway.check_config", "validate a config file without starting anything"),
     "simulate": ("gateway.sim.command", "simulate a day of control from a scenario file"),
     "registers": ("gateway.export.registers_command", "print the Modbus register map"),

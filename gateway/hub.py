@@ -87,8 +87,6 @@ class Hub:
         self.cycles = 0
         self.overruns = 0
         self._last_limits: dict[str, float] = {}
-        self._failsafe = False
-        self._failing: tuple[str, ...] = ()
 
     # -- one cycle --------------------------------------------------------------------
 
@@ -121,7 +119,7 @@ class Hub:
         for command in decision.commands:
             self.chargers.set_limit(command.id, command.limit_a)
         self.cycles += 1
-        self._log_changes(decision, inputs)
+        self._log_changes(decision)
         log.debug(
             "cycle %d: grid %s A (age %.1f s), pv %s W, soc %s -> %s",
             self.cycles,
@@ -138,24 +136,8 @@ class Hub:
             self.on_cycle(report)
         return report
 
-    def _log_changes(self, decision: Decision, inputs: SiteInputs) -> None:
-        if decision.failsafe != self._failsafe:
-            self._failsafe = decision.failsafe
-            if decision.failsafe:
-                log.warning(
-                    "failsafe ON: grid data %.0f s old; chargers at their failsafe current",
-                    inputs.grid_age_s,
-                )
-            else:
-                log.warning("failsafe OFF: grid data fresh again, normal control resumes")
-        if inputs.failing_meters != self._failing:
-            lost = set(inputs.failing_meters) - set(self._failing)
-            back = set(self._failing) - set(inputs.failing_meters)
-            for name in sorted(lost):
-                log.warning("meter %s: not answering", name)
-            for name in sorted(back):
-                log.info("meter %s: answering again", name)
-            self._failing = inputs.failing_meters
+    def _log_changes(self, decision: Decision) -> None:
+        """One line per limit change; meters and the controller log their own transitions."""
         for command in decision.commands:
             if self._last_limits.get(command.id) != command.limit_a:
                 log.info(
@@ -171,6 +153,7 @@ class Hub:
         m = report.inputs.measurements
         allocation = report.decision.allocation
         volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else site.voltage_v
+        phase_volts = m.voltage_v or (site.voltage_v,) * site.phases
         commands: dict[str, Command] = {c.id: c for c in report.decision.commands}
         chargers = []
         ev_power = 0.0
@@ -214,6 +197,9 @@ class Hub:
             external_limit=report.decision.external_limit,
             data_stale=stale,
             grid_power_w=report.inputs.grid_power_w,
+            grid_power_phase_w=tuple(
+                a * v for a, v in zip(m.grid_current_a, phase_volts, strict=True)
+            ),
             grid_current_a=m.grid_current_a,
             voltage_v=m.voltage_v or (math.nan,) * site.phases,
             pv_power_w=_nan(m.pv_power_w),
@@ -230,10 +216,25 @@ class Hub:
 
     # -- the loop ---------------------------------------------------------------------
 
+    async def _first_grid_reading(self, stop: asyncio.Event) -> None:
+        """Start cycling on the first grid reading, or after the stale limit without one.
+
+        Until then the chargers hold the failsafe profile they got on connecting; a
+        first cycle without data would only announce a failsafe nobody needs.
+        """
+        deadline = self.clock() + self.controller.settings.stale_after_s
+        site = self.config.site
+        while not stop.is_set() and self.clock() < deadline:
+            inputs = read_site(self.meters.latest(), site, self.clock(), math.inf)
+            if inputs.grid_age_s != math.inf:
+                return
+            await asyncio.sleep(0.05)
+
     async def run(
         self, stop: asyncio.Event, cycle_s: float, on_healthy: Callable[[], None]
     ) -> None:
         """Cycle every `cycle_s` until `stop` is set; `on_healthy` after each good cycle."""
+        await self._first_grid_reading(stop)
         next_tick = self.clock()
         while not stop.is_set():
             try:

@@ -11,7 +11,7 @@ limits. PV and battery sit behind one symmetric inverter, split evenly over the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from gateway.allocation.controller import Command
@@ -148,6 +148,51 @@ class Reading:
     battery_soc: float | None
 
 
+class Premises:
+    """Household, PV and a battery behind one symmetric inverter: what the grid meter sees.
+
+    `extra_w` is a load added on top of the household series per phase (an oven switched
+    on in a test or the demo).
+    """
+
+    def __init__(
+        self,
+        site: Site,
+        household: Series,
+        pv: Series | None = None,
+        battery: HomeBattery | None = None,
+    ) -> None:
+        self.site = site
+        self.household = household
+        self.pv = pv
+        self.battery = battery
+        self.extra_w: tuple[float, ...] = (0.0,) * site.phases
+        self._last_t: float | None = None
+
+    def household_w(self, now: float) -> tuple[float, ...]:
+        n = self.site.phases
+        row = self.household.at(now)
+        base = row if len(row) == n else (sum(row) / n,) * n
+        return tuple(b + e for b, e in zip(base, self.extra_w, strict=True))
+
+    def read(self, now: float, ev_a: Sequence[float]) -> Reading:
+        """Move the battery to `now` and balance the site with the cars drawing `ev_a`."""
+        volts, n = self.site.voltage_v, self.site.phases
+        if self.battery is not None and self._last_t is not None:
+            self.battery.run(now - self._last_t)
+        self._last_t = now
+        household = self.household_w(now)
+        pv = max(0.0, self.pv.at(now)[0]) if self.pv is not None else 0.0
+        battery_w = 0.0
+        if self.battery is not None:
+            self.battery.settle(sum(household) + sum(ev_a) * volts - pv)
+            battery_w = self.battery.power_w
+        source_a = (pv + battery_w) / volts / n
+        grid = tuple(household[p] / volts + ev_a[p] - source_a for p in range(n))
+        soc = self.battery.soc if self.battery is not None else None
+        return Reading(household, pv, grid, battery_w, soc)
+
+
 class SiteModel:
     def __init__(
         self,
@@ -159,28 +204,19 @@ class SiteModel:
         battery: HomeBattery | None = None,
     ) -> None:
         self.site = site
-        self.household = household
-        self.pv = pv
-        self.battery = battery
+        self.premises = Premises(site, household, pv, battery)
         sessions = list(sessions)
         self.bays = [
             Bay(c, [s for s in sessions if s.charger == c.id], site.phases) for c in chargers
         ]
-        self._last_t: float | None = None
 
-    def _household_w(self, now: float) -> tuple[float, ...]:
-        n = self.site.phases
-        row = self.household.at(now)
-        if len(row) == n:
-            return row
-        return (sum(row) / n,) * n
+    @property
+    def battery(self) -> HomeBattery | None:
+        return self.premises.battery
 
     def measure(self, now: float) -> tuple[Snapshot, Reading]:
-        site, volts, n = self.site, self.site.voltage_v, self.site.phases
-        if self.battery is not None and self._last_t is not None:
-            self.battery.run(now - self._last_t)
-        self._last_t = now
-        ev_a = [0.0] * n
+        site, volts = self.site, self.site.voltage_v
+        ev_a = [0.0] * site.phases
         chargers = []
         for bay in self.bays:
             bay.advance(now, volts)
@@ -188,23 +224,15 @@ class SiteModel:
             for k, p in enumerate(bay.site_phase):
                 ev_a[p] += lines[k]
             chargers.append(bay.seen(lines))
-        household = self._household_w(now)
-        pv = max(0.0, self.pv.at(now)[0]) if self.pv is not None else 0.0
-        battery_w = 0.0
-        if self.battery is not None:
-            self.battery.settle(sum(household) + sum(ev_a) * volts - pv)
-            battery_w = self.battery.power_w
-        source_a = (pv + battery_w) / volts / n
-        grid = tuple(household[p] / volts + ev_a[p] - source_a for p in range(n))
-        soc = self.battery.soc if self.battery is not None else None
+        reading = self.premises.read(now, ev_a)
         measurements = Measurements(
-            grid_current_a=grid,
-            pv_power_w=pv if self.pv is not None else None,
-            battery_soc=soc,
-            battery_power_w=battery_w if self.battery is not None else None,
+            grid_current_a=reading.grid_a,
+            pv_power_w=reading.pv_w if self.premises.pv is not None else None,
+            battery_soc=reading.battery_soc,
+            battery_power_w=reading.battery_w if self.battery is not None else None,
         )
         snapshot = Snapshot(site=site, measurements=measurements, chargers=tuple(chargers))
-        return snapshot, Reading(household, pv, grid, battery_w, soc)
+        return snapshot, reading
 
     def apply(self, commands: Iterable[Command], now: float) -> None:
         for bay, command in zip(self.bays, commands, strict=True):
