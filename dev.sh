@@ -45,8 +45,7 @@ case "${1:-}" in
     demo)
         shift
         venv_with "."
-        # Until the simulated-site demo lands: one allocation on the bundled example.
-        exec .venv/bin/evse-gateway allocate examples/snapshot.json
+        exec .venv/bin/evse-gateway demo "$@"
         ;;
     test)
         shift
