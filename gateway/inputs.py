@@ -129,7 +129,13 @@ def read_site(
 
 
 def _line_draw(view: ChargerView | None) -> tuple[float, float, float]:
-    if view is None:
+    """What the charger draws: only while Charging; otherwise a reading is left over.
+
+    Chargers often stop sending MeterValues once suspended, so the last reading can be
+    the full current of a car that stopped long ago; subtracting it from a fresh grid
+    reading would hide that much household load.
+    """
+    if view is None or view.status != "Charging":
         return (0.0, 0.0, 0.0)
     return (abs(view.draw_a[0]), abs(view.draw_a[1]), abs(view.draw_a[2]))
 

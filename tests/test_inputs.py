@@ -109,6 +109,12 @@ def test_live_state_submeters_and_overrides_shape_the_chargers():
     assert out["d"].status == "Unavailable" and out["d"].draw_a == (0, 0, 0)  # never seen
 
 
+def test_a_left_over_reading_of_a_charger_that_is_not_charging_counts_as_no_draw():
+    live = {"a": Live(status="SuspendedEVSE", draw_a=(16.0, 16.0, 16.0))}
+    (out,) = charger_inputs([charger("a")], live, None)
+    assert out.draw_a == (0.0, 0.0, 0.0)
+
+
 def test_a_written_max_never_raises_the_configured_one():
     overrides = Overrides(chargers={"a": Override(max_a=63)})
     (out,) = charger_inputs([charger("a", max_a=16)], {"a": Live()}, overrides)
