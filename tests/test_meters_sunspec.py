@@ -9,7 +9,8 @@ import pytest
 from gateway.meters.poller import MeterSet
 from gateway.meters.profile import builtin
 from gateway.meters.served import Image, ServedBus, Unit, image
-from tests.test_meters_helpers import METER_VALUES, by_name, meter, polling, tcp, wait_until
+from tests.test_meters_helpers import METER_VALUES, by_name, meter, polling, tcp
+from tests.waiting import until as wait_until
 
 PV = {
     "power_w": 3000.5,

@@ -8,7 +8,8 @@ import pytest
 
 from gateway.meters.decode import encode_raw
 from gateway.meters.served import Image, ServedBus, Unit
-from tests.test_meters_helpers import by_name, meter, polling, tcp, wait_until
+from tests.test_meters_helpers import by_name, meter, polling, tcp
+from tests.waiting import until as wait_until
 
 
 def words(*entries: tuple[int, float, str] | tuple[int, float, str, str]) -> Image:

@@ -15,7 +15,8 @@ from gateway.meters.config import Connection
 from gateway.meters.poller import MeterSet
 from gateway.meters.profile import builtin
 from gateway.meters.served import PtyLine, ServedBus, Unit, image
-from tests.test_meters_helpers import METER_VALUES, by_name, meter, polling, tcp, wait_until
+from tests.test_meters_helpers import METER_VALUES, by_name, meter, polling, tcp
+from tests.waiting import until as wait_until
 
 PLAIN_METERS = ("sdm630", "sdm72", "sdm120", "em24", "em340", "abb-b23")
 
@@ -172,7 +173,9 @@ def test_failed_reads_keep_old_values_and_reconnect_after_server_restart():
             await bus.stop()
             await wait_until(lambda: not by_name(meters, "grid").ok)
             before = by_name(meters, "grid").values["power_w"]
-            await asyncio.sleep(0.3)
+            bus_owner = meters.buses[0]
+            failures = bus_owner.connect_failures
+            await wait_until(lambda: bus_owner.connect_failures >= failures + 2, timeout=10)
             after = by_name(meters, "grid").values["power_w"]
             assert after == before  # same value, same (old) timestamp: staleness is visible
             assert by_name(meters, "grid").error

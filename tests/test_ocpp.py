@@ -26,6 +26,7 @@ from gateway.ocpp.config import ChargerOcpp, OcppConfig
 from gateway.ocpp.server import CentralSystem
 from gateway.sim.chargepoint import SimChargePoint
 from gateway.sim.ev import EV
+from tests.waiting import until
 
 VERSIONS = ["1.6", "2.0.1"]
 FAST = OcppConfig(
@@ -51,14 +52,6 @@ def charger(cid: str = "CP1", phases: int = 3, **ocpp: Any) -> ChargerConfig:
     return ChargerConfig(
         Charger(cid, min_a=6, max_a=16, phases=phases), failsafe_a=6.0, ocpp=ChargerOcpp(**ocpp)
     )
-
-
-async def until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.01)
 
 
 def run(scenario: Callable[..., Awaitable[None]], *args: Any) -> None:

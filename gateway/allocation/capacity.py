@@ -35,10 +35,6 @@ class Capacity:
         self.cap = cap  # index 0 unused; subsets absent on a 1-phase site are INF
 
     @classmethod
-    def unlimited(cls) -> Capacity:
-        return cls([INF] * 8)
-
-    @classmethod
     def zero(cls) -> Capacity:
         return cls([0.0] * 8)
 

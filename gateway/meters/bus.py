@@ -120,7 +120,7 @@ class Bus:
         self.link = Link(connection)
         self._min_gap = silence_s(connection)
         self._last_request_end = 0.0
-        self._connect_failures = 0
+        self.connect_failures = 0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -148,19 +148,19 @@ class Bus:
         if self.link.connected:
             return True
         if await self.link.connect(CONNECT_TIMEOUT_S):
-            if self._connect_failures:
+            if self.connect_failures:
                 log.info("bus %s: connected again", self.connection.describe())
-            self._connect_failures = 0
+            self.connect_failures = 0
             delay = max(d.config.profile.connect_delay_s for d in self.devices)
             await asyncio.sleep(delay)
             return True
-        self._connect_failures += 1
+        self.connect_failures += 1
         message = f"cannot connect to {self.connection.describe()}"
-        if self._connect_failures == 1:
+        if self.connect_failures == 1:
             log.warning("bus %s", message)
         for d in self.devices:
             d.record({}, [message])
-        await asyncio.sleep(min(0.5 * 2 ** (self._connect_failures - 1), MAX_BACKOFF_S))
+        await asyncio.sleep(min(0.5 * 2 ** (self.connect_failures - 1), MAX_BACKOFF_S))
         return False
 
     async def _request(self, device: Device, function: int, address: int, count: int) -> list[int]:

@@ -61,10 +61,6 @@ class Series:
     rows: list[tuple[float, ...]]
     step: bool = False  # hold each value until the next point instead of interpolating
 
-    @property
-    def columns(self) -> int:
-        return len(self.rows[0])
-
     def at(self, t: float) -> tuple[float, ...]:
         times = self.times
         if t <= times[0]:

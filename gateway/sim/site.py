@@ -111,11 +111,6 @@ class Bay:
             return "SuspendedEV"
         return "SuspendedEVSE" if self.limit_a < IEC_MIN_A else "Charging"
 
-    @property
-    def wanting(self) -> bool:
-        """A car is here and not full."""
-        return self.ev is not None and not self.ev.full
-
     def line_currents(self) -> tuple[float, float, float]:
         if self.ev is None:
             return (0.0, 0.0, 0.0)
