@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from gateway.config import describe, load_runnable_config
-from gateway.tomlfile import TomlError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,11 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_runnable_config(args.file)
-    except TomlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    config = load_runnable_config(args.file)
     print(f"{args.file}: OK")
     for line in describe(config):
         print(f"  {line}")

@@ -11,6 +11,8 @@ import importlib
 import sys
 
 from gateway import __version__
+from gateway.schema import SchemaError
+from gateway.tomlfile import TomlError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -43,5 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return int(importlib.import_module(args._module).run(args))
+    except (TomlError, SchemaError) as exc:
+        # Bad input anywhere: one line naming file, line and key (or the field), exit 2.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130

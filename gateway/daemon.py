@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -155,11 +154,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_runnable_config(args.config)
-    except TomlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    config = load_runnable_config(args.config)
     setup_logging(args.log_level or config.log.level, show_libraries=config.log.show_libraries)
     try:
         asyncio.run(serve(config, Notifier.from_environment()))

@@ -8,9 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 
-async def until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
+async def until(
+    condition: Callable[[], Any], timeout: float = 5.0, what: str | Callable[[], str] = ""
+) -> None:
+    """Poll `condition` until true; `what` (or what it returns) says what was awaited."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {said or condition}")
         await asyncio.sleep(0.01)

@@ -8,7 +8,6 @@ import sys
 
 from gateway.allocation.allocator import allocate
 from gateway.allocation.snapshot import allocation_to_json, read_snapshot
-from gateway.schema import SchemaError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,11 +31,6 @@ def run(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: {name}:{exc.lineno}: not valid JSON: {exc.msg}", file=sys.stderr)
         return 2
-    try:
-        snapshot = read_snapshot(data)
-    except SchemaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    result = allocation_to_json(allocate(snapshot))
+    result = allocation_to_json(allocate(read_snapshot(data)))
     print(json.dumps(result, indent=args.indent or None))
     return 0

@@ -19,7 +19,6 @@ def run(args: argparse.Namespace) -> int:
     from gateway.sim.report import summary, write_csv
     from gateway.sim.scenario import load_scenario
     from gateway.sim.simulation import simulate
-    from gateway.tomlfile import TomlError
 
     if args.plot:
         from gateway.sim.plot import PlotUnavailable, check_matplotlib
@@ -29,11 +28,7 @@ def run(args: argparse.Namespace) -> int:
         except PlotUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    try:
-        scenario = load_scenario(args.scenario)
-    except TomlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    scenario = load_scenario(args.scenario)
     with ExitStack() as files:
         try:
             # Open the output first: a day is not simulated for nothing.

@@ -20,7 +20,6 @@ from gateway.config import load_runnable_config
 from gateway.hub import CycleReport
 from gateway.sim.scenario import load_scenario
 from gateway.sim.site import Premises
-from gateway.tomlfile import TomlError
 
 DEMO = files("gateway.sim") / "demo"
 
@@ -140,9 +139,6 @@ def run(args: argparse.Namespace) -> int:
     setup_logging("warning")  # the table is the demo's output; warnings still show
     try:
         asyncio.run(run_demo(args))
-    except TomlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:
         print(
             f"error: {exc}\n(another program uses the demo's ports? try --free-ports)",
