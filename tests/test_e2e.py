@@ -177,7 +177,7 @@ def test_a_load_step_reduces_every_charger_in_the_next_cycle_and_the_breaker_hol
             await until(lambda: near(site.limits(), {"c1": 8, "c2": 8}), 15, "8/8 at the chargers")
             await until(
                 lambda: all(abs(s.point.ev.draw_a - 8) < 0.01 for s in site.live.stations),
-                5,
+                15,  # 6 -> 8 A at the 0.5 A/s ramp, plus the car's lag
                 "cars at 8 A",
             )
             over_since: list[float] = []

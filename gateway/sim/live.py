@@ -58,6 +58,7 @@ class LiveSite:
     day_start_s: float = 10 * 3600  # the premises' time of day at start
     speed: float = 1.0  # premises time runs this much faster than the wall clock
     meter_interval_s: float = 2.0  # how often the simulated chargers send MeterValues
+    car_tick_s: float = 0.05  # how often each simulated charger moves its car
 
     def __post_init__(self) -> None:
         self.grid = ServedBus([Unit(1, {0: 0})])
@@ -108,6 +109,7 @@ class LiveSite:
                 ev=car,
                 max_a=ch.max_a,
                 meter_interval_s=self.meter_interval_s,
+                tick_s=self.car_tick_s,
             )
             phases = tuple(PHASE_NAMES.index(p) for p in ch.phase_map[:wired])
             self.stations.append(Station(ch.id, point, phases, self.arrivals_s.get(ch.id)))
