@@ -22,7 +22,7 @@ from gateway.allocation.controller import Controller
 from gateway.config import Config, describe, load_runnable_config
 from gateway.hub import CycleReport, Hub
 from gateway.logsetup import add_log_arguments, setup_logging
-from gateway.systemd_notify import Notifier
+from gateway.systemd_notify import Notifier, watchdog_timeout
 from gateway.tomlfile import TomlError
 
 if TYPE_CHECKING:
@@ -140,6 +140,13 @@ async def serve(config: Config, notifier: Notifier) -> None:
     try:
         for line in gateway.summary():
             log.info("%s", line)
+        watchdog = watchdog_timeout()
+        if watchdog is not None and watchdog < 2 * config.control.cycle_s:
+            log.warning(
+                "systemd watchdog (%.0f s) is shorter than two cycles (%.1f s): expect restarts",
+                watchdog,
+                2 * config.control.cycle_s,
+            )
         notifier.ready(f"{len(config.chargers)} chargers, {len(config.meters)} meters")
         await gateway.run(stop, notifier.watchdog)
         log.info("stopping; chargers keep their failsafe profile")
