@@ -40,12 +40,15 @@ class Capacity:
 
     @classmethod
     def per_phase(cls, values: Sequence[float]) -> Capacity:
-        """Independent limits per phase (a breaker, or a symmetric source)."""
-        per_bit = {1 << i: max(0.0, v) for i, v in enumerate(values)}
-        cap = [0.0] * 8
-        for s in SUBSETS:
-            cap[s] = sum(per_bit.get(bit, INF) for bit in (1, 2, 4) if s & bit)
-        return cls(cap)
+        """Independent limits per phase (a breaker, or a symmetric source).
+
+        Written out for the two site shapes: this runs several times per cycle.
+        """
+        if len(values) == 1:
+            a = values[0] if values[0] > 0.0 else 0.0
+            return cls([0.0, a, INF, INF, INF, INF, INF, INF])
+        a, b, c = (v if v > 0.0 else 0.0 for v in values)
+        return cls([0.0, a, b, a + b, c, a + c, b + c, a + b + c])
 
     @classmethod
     def pool(cls, phase_limits: Sequence[float], total: float) -> Capacity:
