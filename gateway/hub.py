@@ -59,6 +59,24 @@ class CycleReport:
     duration_s: float
 
 
+def summary_line(snapshot: Snapshot, inputs: SiteInputs, decision: Decision) -> str:
+    """The periodic one-line state of the site for the journal."""
+    m = snapshot.measurements
+    parts = ["summary: grid " + "/".join(f"{a:.1f}" for a in m.grid_current_a) + " A"]
+    if m.pv_power_w is not None:
+        parts.append(f"pv {m.pv_power_w:.0f} W")
+    if m.battery_soc is not None:
+        parts.append(f"battery {m.battery_soc:.0f} % {m.battery_power_w or 0:+.0f} W")
+    if decision.failsafe:
+        parts.append(f"FAILSAFE (grid data {inputs.grid_age_s:.0f} s old)")
+    charging = [c for c in decision.commands if c.limit_a > 0]
+    parts.append(
+        "chargers "
+        + (", ".join(f"{c.id} {c.limit_a:.1f} A" for c in charging) if charging else "all at 0 A")
+    )
+    return "; ".join(parts)
+
+
 def _nan(value: float | None) -> float:
     return math.nan if value is None else value
 
@@ -87,6 +105,8 @@ class Hub:
         self.cycles = 0
         self.overruns = 0
         self._last_limits: dict[str, float] = {}
+        self.summary_every_s = 60.0
+        self._last_summary: float | None = None
 
     # -- one cycle --------------------------------------------------------------------
 
@@ -120,6 +140,9 @@ class Hub:
             self.chargers.set_limit(command.id, command.limit_a)
         self.cycles += 1
         self._log_changes(decision)
+        if self._last_summary is None or now - self._last_summary >= self.summary_every_s:
+            self._last_summary = now
+            log.info("%s", summary_line(snapshot, inputs, decision))
         log.debug(
             "cycle %d: grid %s A (age %.1f s), pv %s W, soc %s -> %s",
             self.cycles,

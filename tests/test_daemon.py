@@ -14,6 +14,7 @@ from pathlib import Path
 from gateway.meters.profile import builtin
 from gateway.meters.served import ServedBus, Unit, image
 from tests.conftest import ROOT
+from tests.test_meters_helpers import METER_VALUES
 from tests.waiting import until
 
 CONFIG = """
@@ -46,8 +47,8 @@ max_a = {max_a}
 
 def test_run_notifies_systemd_reloads_on_sighup_and_stops_cleanly_on_sigterm(tmp_path):
     async def scenario() -> None:
-        values = {"current_l1_a": 5.0, "power_l1_w": 1150.0, "voltage_l1_v": 230.0}
-        meter = ServedBus([Unit(1, image(builtin("sdm630").parts["meter"].registers, values))])
+        registers = builtin("sdm630").parts["meter"].registers
+        meter = ServedBus([Unit(1, image(registers, METER_VALUES))])
         grid_port = await meter.start_tcp()
         config = tmp_path / "config.toml"
         config.write_text(CONFIG.format(grid_port=grid_port, max_a=16))
@@ -85,6 +86,8 @@ def test_run_notifies_systemd_reloads_on_sighup_and_stops_cleanly_on_sigterm(tmp
             assert time.monotonic() - stopped < 5
             assert any("STOPPING=1" in m for m in received())
             assert "chargers keep their failsafe profile" in _read(log)
+            # Exporting 10 A on L1: the periodic summary line is in the journal from cycle 1.
+            assert "summary: grid -10.0/5.5/2.2 A; chargers all at 0 A" in _read(log)
         finally:
             if daemon.poll() is None:
                 daemon.kill()

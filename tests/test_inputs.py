@@ -119,3 +119,26 @@ def test_a_written_max_never_raises_the_configured_one():
     overrides = Overrides(chargers={"a": Override(max_a=63)})
     (out,) = charger_inputs([charger("a", max_a=16)], {"a": Live()}, overrides)
     assert out.max_a == 16
+
+
+def test_the_periodic_summary_line_says_the_site_and_who_charges():
+    from gateway.allocation.controller import Command, Decision
+    from gateway.hub import summary_line
+    from gateway.inputs import SiteInputs
+    from gateway.model import Measurements, Reason, Snapshot
+
+    m = Measurements(
+        grid_current_a=(5.0, -2.0, 1.0), pv_power_w=4000, battery_soc=55, battery_power_w=-800
+    )
+    inputs = SiteInputs(m, grid_age_s=0.5, grid_power_w=920, failing_meters=())
+    decision = Decision(
+        commands=(
+            Command("a", 16.0, Reason.STANDARD, ""),
+            Command("b", 0.0, Reason.NOT_ACTIVE, ""),
+        ),
+        allocation=None,
+        failsafe=False,
+        external_limit=False,
+    )
+    line = summary_line(Snapshot(site=site(), measurements=m), inputs, decision)
+    assert line == "summary: grid 5.0/-2.0/1.0 A; pv 4000 W; battery 55 % -800 W; chargers a 16.0 A"
