@@ -103,7 +103,6 @@ class Hub:
         self.on_cycle = on_cycle
         self.state = controller.initial_state()
         self.cycles = 0
-        self.overruns = 0
         self._last_limits: dict[str, float] = {}
         self.summary_every_s = 60.0
         self._last_summary: float | None = None
@@ -111,8 +110,7 @@ class Hub:
     # -- one cycle --------------------------------------------------------------------
 
     def cycle(self) -> CycleReport:
-        start = self.clock()
-        now = start
+        now = self.clock()
         config = self.config
         stale_after = self.controller.settings.stale_after_s
         meter_views = self.meters.latest()
@@ -143,16 +141,17 @@ class Hub:
         if self._last_summary is None or now - self._last_summary >= self.summary_every_s:
             self._last_summary = now
             log.info("%s", summary_line(snapshot, inputs, decision))
-        log.debug(
-            "cycle %d: grid %s A (age %.1f s), pv %s W, soc %s -> %s",
-            self.cycles,
-            inputs.measurements.grid_current_a,
-            inputs.grid_age_s,
-            inputs.measurements.pv_power_w,
-            inputs.measurements.battery_soc,
-            {c.id: (c.limit_a, c.reason.text) for c in decision.commands},
-        )
-        report = CycleReport(self.cycles, snapshot, inputs, decision, self.clock() - start)
+        if log.isEnabledFor(logging.DEBUG):  # the per-charger dict only when it is logged
+            log.debug(
+                "cycle %d: grid %s A (age %.1f s), pv %s W, soc %s -> %s",
+                self.cycles,
+                inputs.measurements.grid_current_a,
+                inputs.grid_age_s,
+                inputs.measurements.pv_power_w,
+                inputs.measurements.battery_soc,
+                {c.id: (c.limit_a, c.reason.text) for c in decision.commands},
+            )
+        report = CycleReport(self.cycles, snapshot, inputs, decision, self.clock() - now)
         if self.export is not None:
             self.export.publish(self._export_state(report, live))
         if self.on_cycle is not None:
@@ -267,7 +266,6 @@ class Hub:
                 log.exception("cycle failed")
             else:
                 if report.duration_s > cycle_s:
-                    self.overruns += 1
                     log.warning(
                         "cycle %d took %.0f ms, longer than the %.0f ms cycle",
                         report.number,

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from gateway.model import Charger, Measurements, Site, Snapshot
+from gateway.model import Charger, Measurements, Mode, Site
 
 
 class Reading(Protocol):
@@ -38,7 +38,7 @@ class ChargerView(Protocol):
 class ChargerOverride(Protocol):
     max_a: float | None
     enabled: bool | None
-    mode: object | None
+    mode: Mode | None
 
 
 class Overrides(Protocol):
@@ -67,21 +67,26 @@ def _fresh(values: Mapping[str, Reading], key: str, now: float, max_age_s: float
     return reading.value
 
 
+def _every(values: Mapping[str, Reading], keys: list[str]) -> list[Reading] | None:
+    """The readings of all `keys`, or None if any is missing."""
+    found = [r for k in keys if (r := values.get(k)) is not None]
+    return found if len(found) == len(keys) else None
+
+
 def _grid_currents(values: Mapping[str, Reading], n: int) -> tuple[tuple[float, ...], float] | None:
     """Signed per-phase grid current and the time of its oldest reading."""
-    currents = [values.get(k) for k in _phase_keys(n, "current", "a")]
-    if all(r is not None for r in currents):
-        return tuple(r.value for r in currents), min(r.at for r in currents)  # type: ignore[union-attr]
-    powers = [values.get(k) for k in _phase_keys(n, "power", "w")]
+    currents = _every(values, _phase_keys(n, "current", "a"))
+    if currents is not None:
+        return tuple(r.value for r in currents), min(r.at for r in currents)
+    powers = _every(values, _phase_keys(n, "power", "w"))
+    if powers is None:
+        return None
     volts = [values.get(k) for k in _phase_keys(n, "voltage", "v")]
-    if all(p is not None for p in powers):
-        derived = []
-        oldest = min(p.at for p in powers)  # type: ignore[union-attr]
-        for p, v in zip(powers, volts, strict=True):
-            voltage = v.value if v is not None and v.value > 50 else 230.0
-            derived.append(p.value / voltage)  # type: ignore[union-attr]
-        return tuple(derived), oldest
-    return None
+    derived = tuple(
+        p.value / (v.value if v is not None and v.value > 50 else 230.0)
+        for p, v in zip(powers, volts, strict=True)
+    )
+    return derived, min(p.at for p in powers)
 
 
 def read_site(
@@ -101,8 +106,9 @@ def read_site(
         power = _fresh(grid.values, "power_w", now, stale_after_s)
         grid_power = math.nan if power is None else power
         volts = [_fresh(grid.values, k, now, stale_after_s) for k in _phase_keys(n, "voltage", "v")]
-        if all(v is not None and v > 50 for v in volts):
-            voltages = tuple(volts)  # type: ignore[arg-type]
+        plausible = [v for v in volts if v is not None and v > 50]
+        if len(plausible) == n:
+            voltages = tuple(plausible)
 
     pv = [_fresh(m.values, "power_w", now, stale_after_s) for m in meters if m.role == "pv"]
     pv_known = [p for p in pv if p is not None]
@@ -164,19 +170,15 @@ def charger_inputs(
         if meter is not None:
             lines = [_fresh(meter.values, f"current_l{i}_a", now, stale_after_s) for i in (1, 2, 3)]
             if any(v is not None for v in lines):
-                draw = tuple(abs(v) if v is not None else 0.0 for v in lines)  # type: ignore[assignment]
+                draw = (abs(lines[0] or 0.0), abs(lines[1] or 0.0), abs(lines[2] or 0.0))
         charger = replace(c, status=status or "Unavailable", draw_a=draw)
         if overrides is not None:
             o = overrides.charger(c.id)
             if o.mode is not None:
-                charger = replace(charger, mode=o.mode)  # type: ignore[arg-type]
+                charger = replace(charger, mode=o.mode)
             if o.max_a is not None:
                 charger = replace(charger, max_a=max(charger.min_a, min(charger.max_a, o.max_a)))
             if o.enabled is False:
                 charger = replace(charger, status="Unavailable")
         out.append(charger)
     return tuple(out)
-
-
-def snapshot(site: Site, inputs: SiteInputs, chargers: tuple[Charger, ...]) -> Snapshot:
-    return Snapshot(site=site, measurements=inputs.measurements, chargers=chargers)

@@ -14,12 +14,15 @@ import asyncio
 import contextlib
 import sys
 from importlib.resources import files
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from gateway.config import load_runnable_config
 from gateway.hub import CycleReport
 from gateway.sim.scenario import load_scenario
 from gateway.sim.site import Premises
+
+if TYPE_CHECKING:
+    from gateway.sim.live import LiveSite
 
 DEMO = files("gateway.sim") / "demo"
 
@@ -47,7 +50,7 @@ def _clock(seconds: float) -> str:
 class Table:
     """The live table: site figures, then one line per charger."""
 
-    def __init__(self, live: object, out: TextIO, every: int) -> None:
+    def __init__(self, live: LiveSite, out: TextIO, every: int) -> None:
         self.live = live
         self.out = out
         self.every = max(1, every)
@@ -57,12 +60,12 @@ class Table:
         if report.number % self.every:
             return
         live = self.live
-        reading = live.reading  # type: ignore[attr-defined]
+        reading = live.reading
         if reading is None:
             return
         m = report.snapshot.measurements
         lines = [
-            f"cycle {report.number}  site time {_clock(live.time_of_day_s)}  "  # type: ignore[attr-defined]
+            f"cycle {report.number}  site time {_clock(live.time_of_day_s)}  "
             f"(allocated in {report.duration_s * 1000:.1f} ms)"
             + ("  FAILSAFE: meter data stale" if report.decision.failsafe else ""),
             f"household {sum(reading.household_w) / 1000:5.2f} kW   "

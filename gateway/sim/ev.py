@@ -48,4 +48,5 @@ class EV:
 
     def line_currents(self) -> tuple[float, float, float]:
         """Draw per charger line L1..L3 (a 1-phase car draws on L1 only)."""
-        return tuple(self.draw_a if i < self.phases else 0.0 for i in range(3))  # type: ignore[return-value]
+        a = self.draw_a
+        return (a, a if self.phases > 1 else 0.0, a if self.phases > 2 else 0.0)
