@@ -97,6 +97,12 @@ class Gateway:
                     "OCPP charger settings",
                     [c.ocpp for c in old.chargers] == [c.ocpp for c in new.chargers],
                 ),
+                # Also in each charger's permanent OCPP failsafe profile, set on connect.
+                (
+                    "failsafe currents or charger phases",
+                    [(c.failsafe_a, c.charger.phases) for c in old.chargers]
+                    == [(c.failsafe_a, c.charger.phases) for c in new.chargers],
+                ),
                 ("[export]", old.export == new.export),
                 ("[control]", old.control == new.control),
             )

@@ -18,7 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.allocation.controller import Command, Controller, Decision, ExternalLimit
+from gateway.allocation.controller import (
+    Command,
+    Controller,
+    Decision,
+    ExternalLimit,
+    limited_site,
+)
 from gateway.config import Config
 from gateway.export.state import ChargerState as ExportCharger
 from gateway.export.state import ExportState
@@ -57,6 +63,7 @@ class CycleReport:
     inputs: SiteInputs
     decision: Decision
     duration_s: float
+    external: ExternalLimit | None  # the external site limit applied this cycle
 
 
 def summary_line(snapshot: Snapshot, inputs: SiteInputs, decision: Decision) -> str:
@@ -151,7 +158,7 @@ class Hub:
                 inputs.measurements.battery_soc,
                 {c.id: (c.limit_a, c.reason.text) for c in decision.commands},
             )
-        report = CycleReport(self.cycles, snapshot, inputs, decision, self.clock() - now)
+        report = CycleReport(self.cycles, snapshot, inputs, decision, self.clock() - now, external)
         if self.export is not None:
             self.export.publish(self._export_state(report, live))
         if self.on_cycle is not None:
@@ -207,6 +214,7 @@ class Hub:
         household = allocation.site.household_a if allocation is not None else None
         headroom = allocation.site.headroom_a if allocation is not None else None
         stale = report.inputs.grid_age_s > self.controller.settings.stale_after_s
+        in_force = limited_site(site, report.external)
         return ExportState(
             cycle=report.number,
             updated_unix=self.wall_clock(),
@@ -231,8 +239,8 @@ class Hub:
             household_power_w=sum(household) * volts if household else math.nan,
             ev_power_w=ev_power,
             headroom_a=headroom or (math.nan,) * site.phases,
-            current_limit_a=site.main_breaker_a,
-            power_limit_w=_nan(site.max_import_w),
+            current_limit_a=in_force.main_breaker_a,
+            power_limit_w=_nan(in_force.max_import_w),
             chargers=tuple(chargers),
         )
 

@@ -117,3 +117,29 @@ def test_run_refuses_a_bad_config_with_exit_2_naming_the_line(tmp_path):
     )
     assert result.returncode == 2
     assert f"{config}:{line}: chargers[0].max: unknown key" in result.stderr
+
+
+def test_reload_takes_charger_settings_but_not_what_the_chargers_were_given_on_connect(tmp_path):
+    from dataclasses import replace
+
+    from gateway.config import load_config
+    from gateway.daemon import Gateway
+
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(grid_port=502, max_a=16))
+    config = load_config(path)
+    (charger,) = config.chargers
+    bigger = replace(
+        config, chargers=(replace(charger, charger=replace(charger.charger, max_a=20)),)
+    )
+    other_failsafe = replace(bigger, chargers=(replace(bigger.chargers[0], failsafe_a=10.0),))
+
+    async def scenario() -> None:
+        gateway = Gateway(config)  # built, not started: nothing listens
+        assert gateway.reload(bigger)
+        assert gateway.hub.config.chargers[0].charger.max_a == 20
+        # The failsafe current is also in each charger's permanent OCPP profile: restart.
+        assert not gateway.reload(other_failsafe)
+        assert gateway.hub.config.chargers[0].failsafe_a == charger.failsafe_a
+
+    asyncio.run(scenario())

@@ -87,6 +87,7 @@ protocol = "2.0.1"
 [export]
 host = "127.0.0.1"
 port = {export_port}
+writes_enabled = {writes}
 """
 
 
@@ -120,7 +121,7 @@ def write_config(path: Path, **values: Any) -> Path:
     # The product's ramp by default: "up slow" is what keeps the loop stable while the
     # chargers' MeterValues lag the grid meter.
     defaults = {"distribution": "priority", "mode": "standard", "grid_port": 1, "ramp": 0.5}
-    defaults |= {"ocpp_port": 9000, "export_port": 1502}
+    defaults |= {"ocpp_port": 9000, "export_port": 1502, "writes": "false"}
     path.write_text(CONFIG.format(**(defaults | values)))
     return path
 
@@ -311,6 +312,28 @@ def test_the_register_image_matches_what_the_chargers_were_sent(tmp_path):
             seen = len(site.reports)
             await until(lambda: len(site.reports) > seen + 1, 5, "two more cycles")
             assert await read_registers(port, 30, 2) != cycle  # the image moves every cycle
+
+    run(scenario)
+
+
+def test_a_site_limit_written_over_modbus_caps_the_chargers_and_is_published(tmp_path):
+    async def scenario() -> None:
+        async with running(tmp_path, household_w=per_phase_w(9), ramp=20, writes="true") as site:
+            await until(lambda: near(site.limits(), {"c1": 10, "c2": 6}), 15, "normal control")
+            port = site.gateway.export.port
+            client = AsyncModbusTcpClient("127.0.0.1", port=port)
+            await client.connect()
+            try:
+                # 18 A per phase (register 500, 0.1 A steps): 9 A left after the household.
+                written = await client.write_register(500, 180, device_id=1)
+                assert not written.isError(), written
+            finally:
+                client.close()
+            await until(lambda: near(site.limits(), {"c1": 9, "c2": 0}), 10, "capped 9/0")
+            await until(lambda: len(site.reports) > 0 and site.reports[-1].external is not None, 5)
+            limit = as_float(await read_registers(port, 146, 2))
+            assert limit == 18.0  # "site current limit in force", not the 25 A fuse
+            assert (await read_registers(port, 35, 1))[0] & 0b1000  # external limit active
 
     run(scenario)
 

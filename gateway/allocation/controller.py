@@ -431,6 +431,19 @@ def _idle_since(c: Charger, s: ChargerState, now: float) -> float | None:
     return None
 
 
+def limited_site(site: Site, external: ExternalLimit | None) -> Site:
+    """The site's grid limits with an external limit in force (it never raises them)."""
+    if external is None:
+        return site
+    breaker = site.main_breaker_a
+    if external.current_a is not None:
+        breaker = min(breaker, external.current_a)
+    cap = site.max_import_w
+    if external.power_w is not None:
+        cap = external.power_w if cap is None else min(cap, external.power_w)
+    return replace(site, main_breaker_a=breaker, max_import_w=cap)
+
+
 @lru_cache(maxsize=64)
 def _adjusted_site(
     site: Site, external: ExternalLimit | None, above_min: bool, above_target: bool, h: float
@@ -438,14 +451,7 @@ def _adjusted_site(
     """The site as the allocator should see it: the grid capped by an external limit
     (never raised by it), and the battery thresholds lowered by the hysteresis while
     SOC is "above" them."""
-    if external is not None:
-        breaker = site.main_breaker_a
-        if external.current_a is not None:
-            breaker = min(breaker, external.current_a)
-        cap = site.max_import_w
-        if external.power_w is not None:
-            cap = external.power_w if cap is None else min(cap, external.power_w)
-        site = replace(site, main_breaker_a=breaker, max_import_w=cap)
+    site = limited_site(site, external)
     battery = site.battery
     if battery is not None and (above_min or above_target):
         battery = replace(
