@@ -189,6 +189,7 @@ class Control:
         if status == "Accepted":
             self.live.applied_a = amps
             self.applied_until = now + self.cfg.validity_s
+            self.live.sent_until_mono = time.monotonic() + self.cfg.validity_s
             if self.live.obeys:
                 self.live.problem = ""
 

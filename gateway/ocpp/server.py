@@ -62,7 +62,9 @@ class CentralSystem:
             for c in config.chargers
         }
         self._volts = volts
-        self._live: dict[str, Live] = {cid: Live(cid) for cid in self.targets}
+        self._live: dict[str, Live] = {
+            cid: Live(cid, failsafe_a=t.failsafe_a) for cid, t in self.targets.items()
+        }
         self._connections: dict[str, ServerConnection] = {}
         self._server: Server | None = None
         self._closing: set[asyncio.Task] = set()

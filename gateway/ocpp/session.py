@@ -163,7 +163,7 @@ class Session:
         self.live.statuses[number] = status
 
     def take_meter_values(self, meter_value: Any) -> None:
-        self.live.apply(parse_meter_values(meter_value, self.lines), time.time())
+        self.live.apply(parse_meter_values(meter_value, self.lines), time.time(), time.monotonic())
 
     def boot(self, vendor: str, model: str) -> None:
         log.info("%s: boot %s %s (%s)", self.id, vendor, model, self.protocol)
@@ -326,7 +326,7 @@ class Session201(Session, CP201):
             log.info("%s: transaction %s started", self.id, info.get("transaction_id"))
         if info.get("charging_state") is not None:
             self.live.charging_state = str(info["charging_state"])
-        self.live.apply(reading, time.time())
+        self.live.apply(reading, time.time(), time.monotonic())
         evse_field = kw.get("evse")
         evse = _int(evse_field.get("id")) if isinstance(evse_field, dict) else None
         if event == "Ended":

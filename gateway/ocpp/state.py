@@ -140,6 +140,13 @@ class ChargerState:
     obeys: bool
     limit_a: float | None  # the dynamic limit the charger last accepted
     problem: str  # "" when all is well, else what is wrong, for the status page
+    # For the fuse guard (inputs.py); monotonic times, comparable with the hub's clock.
+    reading_mono: float | None = None  # when the last MeterValues current arrived
+    lines_reported: tuple[bool, bool, bool] = (False, False, False)  # lines in that reading
+    sent_a: float | None = None  # the last dynamic limit the charger acknowledged (A/phase)
+    sent_until_mono: float | None = None  # when that layer ends in the charger (then failsafe)
+    failsafe_a: float = 0.0  # what the charger falls back to on its own
+    uncontrolled: bool = False  # refuses every profile fallback, or keeps disobeying
 
 
 @dataclass
@@ -163,6 +170,11 @@ class Live:
     session_wh: float = 0.0
     last_seen: float | None = None
     reading_at: float | None = None
+    reading_mono: float | None = None
+    lines_reported: tuple[bool, bool, bool] = (False, False, False)
+    sent_until_mono: float | None = None
+    failsafe_a: float = 0.0
+    uncontrolled: bool = False
     obeys: bool = True
     applied_a: float | None = None
     problem: str = ""
@@ -209,10 +221,12 @@ class Live:
             self.session_start_wh = energy_wh - self.session_wh
         self.session_wh = max(0.0, energy_wh - self.session_start_wh)
 
-    def apply(self, reading: Reading, now: float) -> None:
+    def apply(self, reading: Reading, now: float, mono: float) -> None:
         draw = tuple(c if c is not None else 0.0 for c in reading.current_a)
         if any(c is not None for c in reading.current_a):
             self.draw_a = draw  # type: ignore[assignment]
+            self.lines_reported = tuple(c is not None for c in reading.current_a)  # type: ignore[assignment]
+            self.reading_mono = mono
         if reading.voltage_v is not None:
             self.voltage_v = reading.voltage_v
         if reading.offered_a is not None:
@@ -244,4 +258,10 @@ class Live:
             obeys=self.obeys,
             limit_a=self.applied_a,
             problem=self.problem,
+            reading_mono=self.reading_mono,
+            lines_reported=self.lines_reported,
+            sent_a=self.applied_a,
+            sent_until_mono=self.sent_until_mono,
+            failsafe_a=self.failsafe_a,
+            uncontrolled=self.uncontrolled,
         )
