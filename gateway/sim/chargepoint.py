@@ -105,6 +105,27 @@ def read_profile(p: dict, connector: int, version: str, now: float) -> Profile:
     )
 
 
+# Named behaviours of real charge point stacks (shared/reference/firmware-observed.md) that
+# a simulated charger can show; tests, `demo` and `simulate` select them by name.
+QUIRKS = frozenset(
+    {
+        "ignores_limits",  # charges at its max whatever the profiles say
+        "ignores_valid_to",  # MicroOcpp 1.2.0: a profile's validTo never ends it
+        "no_boot_on_reconnect",  # a plain reconnect sends neither Boot nor StatusNotification
+        "integer_currents",  # Current.Import as a whole number ("15.00" at 15.9 A)
+        "l1_only_currents",  # MeterValues carry only an L1 current
+        "line_to_line_voltage",  # Voltage samples about 400 V
+        "reply_extras",  # vendor fields in replies
+        "set_profile_not_implemented",  # SetChargingProfile -> CallError NotImplemented
+        "rejects_measurands",  # refuses measurand lists with Current.Offered (1.6) / any (2.0.1)
+        "two_connectors",  # NumberOfConnectors = 2
+        "watts_only",  # smart charging in W only
+        "no_stack_level_key",  # reports no ChargeProfileMaxStackLevel / rate unit
+        "absurd_current",  # reports Current.Import 1000 A
+    }
+)
+
+
 class SimChargePoint:
     def __init__(
         self,
@@ -124,9 +145,13 @@ class SimChargePoint:
         boot_on_reconnect: bool = True,
         reconnect_s: float = 0.3,
         tick_s: float = 0.05,
+        quirks: frozenset[str] = frozenset(),
     ) -> None:
         if version not in ("1.6", "2.0.1"):
             raise ValueError(f"version must be 1.6 or 2.0.1, not {version!r}")
+        if unknown := set(quirks) - QUIRKS:
+            raise ValueError(f"unknown quirks {sorted(unknown)}; known: {sorted(QUIRKS)}")
+        self.quirks = set(quirks)
         self.id, self.version = cp_id, version
         self.url = _with_credentials(url, cp_id, password)
         self.ssl_context = ssl_context
