@@ -18,6 +18,7 @@ from gateway.model import Charger, Site
 from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
 from gateway.schema import SchemaError, Table
 from gateway.tomlfile import TomlError, read_toml
+from gateway.web.config import StateConfig, WebConfig, read_state, read_web
 
 MAX_CHARGERS = 500
 
@@ -47,6 +48,8 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     ocpp: OcppConfig = field(default_factory=OcppConfig)
     meters: tuple[MeterConfig, ...] = ()
+    web: WebConfig = field(default_factory=WebConfig)
+    state: StateConfig = field(default_factory=StateConfig)
 
 
 def read_charger_config(t: Table, site: Site, control: ControlSettings) -> ChargerConfig:
@@ -84,6 +87,8 @@ def read_config(top: Table, path: str) -> Config:
         export=read_export(top),
         log=read_log(top),
         ocpp=read_ocpp(top),
+        web=read_web(top),
+        state=read_state(top),
     )
 
 

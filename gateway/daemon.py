@@ -27,6 +27,7 @@ from gateway.tomlfile import TomlError
 
 if TYPE_CHECKING:
     from gateway.export.server import ExportServer
+    from gateway.web.server import WebServer
 
 log = logging.getLogger("gateway.daemon")
 DEFAULT_CONFIG = "/etc/evse-gateway/config.toml"
@@ -46,8 +47,14 @@ class Gateway:
         from gateway.export.server import ExportServer
         from gateway.meters.poller import MeterSet
         from gateway.ocpp.server import CentralSystem
+        from gateway.settings import ChargerLimits, SettingsStore
 
         self.config = config
+        self.settings = SettingsStore(
+            config.state.dir,
+            {c.id: ChargerLimits(c.charger.min_a, c.charger.max_a) for c in config.chargers},
+            config.site.main_breaker_a,
+        )
         self.meters = MeterSet(config.meters, clock)
         self.central = CentralSystem(config)
         self.export: ExportServer | None = (
@@ -60,8 +67,21 @@ class Gateway:
             self.central,
             self.export,
             clock=clock,
-            on_cycle=on_cycle,
+            on_cycle=self._cycle_done,
+            settings=self.settings,
         )
+        self._on_cycle = on_cycle
+        self.web: WebServer | None = None
+        if config.web.enabled:
+            from gateway.web.server import WebServer
+
+            self.web = WebServer(lambda: self.config.web, self.hub, self.settings, clock)
+
+    def _cycle_done(self, report: CycleReport) -> None:
+        if self.web is not None:
+            self.web.cycle_done(report)
+        if self._on_cycle is not None:
+            self._on_cycle(report)
 
     async def start(self) -> None:
         """Listen first, then poll: chargers may connect while the meters warm up."""
@@ -69,6 +89,8 @@ class Gateway:
         try:
             if self.export is not None:
                 await self.export.start()
+            if self.web is not None:
+                await self.web.start()
             await self.meters.start()
         except BaseException:
             await self.stop()
@@ -76,6 +98,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.meters.stop()
+        if self.web is not None:
+            await self.web.stop()
         if self.export is not None:
             await self.export.stop()
         await self.central.stop()
@@ -120,10 +144,16 @@ class Gateway:
 
     def summary(self) -> list[str]:
         ports = (self.central.port, self.export.port if self.export is not None else None)
-        return [
-            f"evse-gateway {__version__}, config {self.config.path}",
-            *describe(self.config, *ports),
-        ]
+        lines = [f"evse-gateway {__version__}, config {self.config.path}"]
+        lines += describe(self.config, *ports)
+        if self.web is not None:
+            lines.append(f"owner's page: {self.page_url()}")
+        return lines
+
+    def page_url(self) -> str:
+        assert self.web is not None
+        host = self.config.web.host
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{self.web.port}/"
 
 
 async def serve(config: Config, notifier: Notifier) -> None:

@@ -50,6 +50,10 @@ class ChargerPort(Protocol):
     def set_limit(self, charger_id: str, amps: float) -> None: ...
 
 
+class SettingsPort(Protocol):
+    def layered(self, modbus: Overrides | None) -> Overrides: ...
+
+
 class ExportPort(Protocol):
     def publish(self, state: ExportState) -> None: ...
 
@@ -99,8 +103,10 @@ class Hub:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_cycle: Callable[[CycleReport], None] | None = None,
+        settings: SettingsPort | None = None,
     ) -> None:
         self.config = config
+        self.settings = settings  # the owner's runtime settings, under the Modbus overrides
         self.controller = controller
         self.meters = meters
         self.chargers = chargers
@@ -124,6 +130,8 @@ class Hub:
         inputs = read_site(meter_views, config.site, now, stale_after)
         live = self.chargers.states()
         overrides = self.export.overrides() if self.export is not None else None
+        if self.settings is not None:
+            overrides = self.settings.layered(overrides)
         chargers = charger_inputs(
             [c.charger for c in config.chargers], live, overrides, meter_views, now, stale_after
         )
@@ -176,6 +184,10 @@ class Hub:
                     command.detail or command.reason.text,
                 )
                 self._last_limits[command.id] = command.limit_a
+
+    def export_state(self, report: CycleReport) -> ExportState:
+        """The register image's content for `report` (the web API's site state)."""
+        return self._export_state(report, self.chargers.states())
 
     def _export_state(self, report: CycleReport, live: Mapping[str, LiveCharger]) -> ExportState:
         site = self.config.site

@@ -116,7 +116,9 @@ async def run_demo(args: argparse.Namespace) -> None:
         gateway_config = live.gateway_config()
     else:
         await live.start_meters(by_role["grid"], by_role["pv"])
-        gateway_config = live.gateway_config(config.ocpp.port, config.export.port)
+        gateway_config = live.gateway_config(
+            config.ocpp.port, config.export.port, config.web.port
+        )
     gateway = Gateway(gateway_config, on_cycle=Table(live, sys.stdout, args.every))
     stop = asyncio.Event()
     try:

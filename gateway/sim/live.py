@@ -82,7 +82,13 @@ class LiveSite:
         await self.grid.start_tcp(grid_port)
         await self.inverter.start_tcp(inverter_port)
 
-    def gateway_config(self, ocpp_port: int = 0, export_port: int = 0) -> Config:
+    def gateway_config(
+        self,
+        ocpp_port: int = 0,
+        export_port: int = 0,
+        web_port: int = 0,
+        state_dir: str | None = None,
+    ) -> Config:
         """The config with its grid and inverter meters pointed at this site's servers."""
         ports = {"grid": self.grid.port, "pv": self.inverter.port, "battery": self.inverter.port}
         meters = tuple(
@@ -94,6 +100,8 @@ class LiveSite:
             meters=meters,
             ocpp=replace(self.config.ocpp, host="127.0.0.1", port=ocpp_port),
             export=replace(self.config.export, host="127.0.0.1", port=export_port),
+            web=replace(self.config.web, host="127.0.0.1", port=web_port),
+            state=replace(self.config.state, dir=state_dir),  # None: nothing persisted
         )
 
     async def connect_chargers(self, ocpp_port: int) -> None:
