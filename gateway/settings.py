@@ -205,7 +205,8 @@ class SettingsStore:
             try:
                 trial.set_charger(cid, **{_KWARGS[k]: v for k, v in change.items()})
             except SettingError as exc:
-                raise SettingError(f"chargers.{cid}.{exc.field}", exc.message) from None
+                where = f"chargers.{cid}" + ("" if exc.field == "charger" else f".{exc.field}")
+                raise SettingError(where, exc.message) from None
         self._chargers, self.site_limit_a = trial._chargers, trial.site_limit_a
 
     def _changed(self, what: str) -> None:

@@ -1,0 +1,276 @@
+"""The owner's page and REST API: the settings store, and `evse-gateway run` over real HTTP.
+
+The daemon runs as a real process against a simulated site (a grid meter on a real
+Modbus TCP socket, an OCPP charger holding a car); the test talks HTTP to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+
+from gateway.config import load_config
+from gateway.export.overrides import ChargerOverride, Overrides
+from gateway.model import Mode
+from gateway.settings import FILE_NAME, OFF, ChargerLimits, SettingError, SettingsStore
+from gateway.sim.ev import EV
+from gateway.sim.live import LiveSite
+from gateway.sim.site import Premises
+from gateway.web.auth import FailedLogins, check_secret, hash_secret, set_key
+from tests.conftest import ROOT
+from tests.test_e2e import flat, free_port
+from tests.waiting import until
+
+LIMITS = {"c1": ChargerLimits(6, 16), "c2": ChargerLimits(6, 32)}
+
+
+def store(tmp_path: Path) -> SettingsStore:
+    return SettingsStore(tmp_path, LIMITS, 25)
+
+
+def test_settings_last_across_a_new_store_and_a_bad_change_applies_nothing(tmp_path):
+    first = store(tmp_path)
+    first.set_charger("c1", mode="solar", max_a=10)
+    first.set_site_limit(20)
+    try:
+        first.update({"chargers": {"c2": {"mode": "eco"}, "c1": {"max_current_a": 99}}})
+    except SettingError as exc:
+        assert exc.field == "chargers.c1.max_current_a"
+    else:
+        raise AssertionError("an out-of-range max was accepted")
+    again = store(tmp_path)
+    assert again.get("c1").mode is Mode.SOLAR and again.get("c1").max_a == 10
+    assert again.get("c2").mode is None  # the refused document changed nothing
+    assert again.site_limit_a == 20
+    assert not [p for p in tmp_path.iterdir() if p.name != FILE_NAME]  # no temp files left
+
+
+def test_a_corrupt_store_is_reported_and_ignored(tmp_path, caplog):
+    (tmp_path / FILE_NAME).write_text('{"chargers": {"c1": {"mode": "sola')
+    with caplog.at_level(logging.ERROR):
+        s = store(tmp_path)
+    assert s.get("c1").mode is None and s.site_limit_a is None
+    assert "ignoring runtime settings" in caplog.text
+    s.set_charger("c1", mode="eco")  # and the next change writes a good file again
+    assert json.loads((tmp_path / FILE_NAME).read_text())["chargers"]["c1"]["mode"] == "eco"
+
+
+def test_a_modbus_override_wins_over_the_runtime_setting_while_in_force():
+    s = SettingsStore(None, LIMITS, 25)
+    s.set_charger("c1", mode=OFF, max_a=10)
+    s.set_site_limit(20)
+    alone = s.layered(None)
+    assert alone.charger("c1").enabled is False and alone.charger("c1").max_a == 10
+    assert alone.site_current_a == 20
+    modbus = Overrides(
+        site_current_a=15, chargers={"c1": ChargerOverride(max_a=8, enabled=True, mode=Mode.ECO)}
+    )
+    both = s.layered(modbus)
+    assert both.site_current_a == 15
+    assert (both.charger("c1").max_a, both.charger("c1").enabled) == (8, True)
+    assert both.charger("c1").mode is Mode.ECO
+
+
+def test_changes_notify_subscribers():
+    s = SettingsStore(None, LIMITS, 25)
+    seen: list[str | None] = []
+    s.subscribe(lambda st: seen.append(st.as_json()["chargers"]["c2"]["mode"]))
+    s.set_charger("c2", mode="excess")
+    assert seen == ["excess"]
+
+
+def test_passwd_sets_the_hash_in_the_config(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[site]\nmain_breaker_a = 25\n\n[web]\nport = 8081\n\n[export]\nport = 1\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "passwd", "-c", str(config), "--stdin"],
+        input="sunny-day\n",
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert done.returncode == 0, done.stderr
+    web = load_config(config).web
+    assert web.port == 8081 and check_secret("sunny-day", web.password_hash)
+    assert not check_secret("sunny-night", web.password_hash)
+    assert set_key(config.read_text(), "password_hash", "x").count("password_hash") == 1
+
+
+def test_failed_logins_are_limited_per_client_and_forgotten_after_the_window():
+    f = FailedLogins(allowed=3, window_s=60)
+    for t in range(3):
+        f.failed("10.0.0.9", t)
+    assert f.blocked("10.0.0.9", 3) and not f.blocked("10.0.0.8", 3)
+    assert not f.blocked("10.0.0.9", 64)
+
+
+CONFIG = """
+[site]
+main_breaker_a = 25
+
+[control]
+cycle_s = 0.5
+stale_after_s = 2
+start_delay_s = 0
+min_pause_s = 0
+ramp_up_a_per_s = 50
+
+[[meters]]
+name = "grid"
+model = "sdm630"
+role = "grid"
+host = "127.0.0.1"
+port = {grid_port}
+interval_s = 0.2
+
+[ocpp]
+host = "127.0.0.1"
+port = {ocpp_port}
+meter_interval_s = 1
+refresh_s = 1
+validity_s = 3
+
+[export]
+enabled = false
+
+[web]
+host = "127.0.0.1"
+port = {web_port}
+password_hash = "{password_hash}"
+token_hash = "{token_hash}"
+
+[state]
+dir = "{state_dir}"
+
+[[chargers]]
+id = "c1"
+mode = "standard"
+max_a = 16
+"""
+TOKEN = "script-token-123"
+
+
+@asynccontextmanager
+async def daemon(config: Path, log: Path) -> AsyncIterator[subprocess.Popen]:
+    with open(log, "a") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "-c", str(config)],
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            stderr=out,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        # Waited for off the loop: the simulated charger must answer the close handshake.
+        await asyncio.to_thread(process.wait, 10)
+
+
+def test_rest_changes_a_mode_the_charger_follows_and_it_survives_a_restart(tmp_path):
+    async def scenario() -> None:
+        web_port, ocpp_port = free_port(), free_port()
+        config_path = tmp_path / "gateway.toml"
+        values = dict(
+            grid_port=1,
+            ocpp_port=ocpp_port,
+            web_port=web_port,
+            password_hash=hash_secret("owner-pw", 1000),
+            token_hash=hash_secret(TOKEN, 1000),
+            state_dir=tmp_path / "state",
+        )
+        config_path.write_text(CONFIG.format(**values))
+        live = LiveSite(
+            load_config(config_path),
+            Premises(load_config(config_path).site, flat(1000.0)),
+            versions={"c1": "1.6"},
+            cars={"c1": EV(max_a=16, phases=3, energy_wanted_wh=1e6)},
+            arrivals_s={"c1": 0.0},
+            meter_interval_s=1.0,
+        )
+        await live.start_meters()
+        config_path.write_text(CONFIG.format(**(values | {"grid_port": live.grid.port})))
+        base = f"http://127.0.0.1:{web_port}/api/v1"
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        point = None
+        async with aiohttp.ClientSession() as http:
+
+            async def up() -> bool:
+                try:
+                    async with http.get(f"{base}/state") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            async def c1() -> dict:
+                async with http.get(f"{base}/chargers") as r:
+                    return (await r.json())[0]
+
+            async def c1_until(key: str, value: object) -> None:
+                for _ in range(200):
+                    if (await c1())[key] == value:
+                        return
+                    await asyncio.sleep(0.1)
+                raise AssertionError(f"c1 {key} never {value}: {await c1()}")
+
+            async def wait_up(process: subprocess.Popen) -> None:
+                for _ in range(200):
+                    assert process.poll() is None, (tmp_path / "log").read_text()
+                    if await up():
+                        return
+                    await asyncio.sleep(0.1)
+                raise AssertionError("the web server did not come up")
+
+            async with daemon(config_path, tmp_path / "log") as process:
+                await wait_up(process)
+                await live.connect_chargers(ocpp_port)
+                live.start_ticking(0.05)
+                point = live.station("c1").point
+                await c1_until("status", "Charging")
+                await c1_until("allocated_a", 16)
+                await until(lambda: point.installs > 0, 10, "profiles installed")
+                await until(lambda: point.effective_limit_a() == 16, 10, "16 A in standard")
+                # Writes without the password or a token are refused, and so is bad input.
+                off = {"chargers": {"c1": {"mode": OFF}}}
+                async with http.put(f"{base}/settings", json=off) as r:
+                    assert r.status == 401
+                bad = {"chargers": {"c1": {"mode": "off"}, "nope": {"mode": "eco"}}}
+                async with http.put(f"{base}/settings", json=bad, headers=bearer) as r:
+                    assert r.status == 422 and (await r.json())["field"] == "chargers.nope"
+                async with http.get(f"{base}/settings") as r:
+                    assert (await r.json())["chargers"]["c1"]["mode"] is None  # nothing applied
+                async with http.put(f"{base}/settings", json=off, headers=bearer) as r:
+                    assert r.status == 200, await r.text()
+                await until(lambda: point.effective_limit_a() == 0, 10, "0 A when off")
+                assert (await c1())["setting"]["mode"] == OFF
+                await c1_until("allocated_a", 0)
+            connections, installs = point.connections, point.installs
+            async with daemon(config_path, tmp_path / "log") as process:
+                await wait_up(process)
+                await until(lambda: point.connections > connections, 10, "charger reconnects")
+                async with http.get(f"{base}/settings") as r:
+                    assert (await r.json())["chargers"]["c1"]["mode"] == OFF
+                await c1_until("online", True)
+                await c1_until("allocated_a", 0)
+                await until(lambda: point.installs > installs, 10, "profiles sent again")
+                assert point.effective_limit_a() == 0
+                # The page's login: a wrong password is refused and rate-limited.
+                statuses = []
+                for _ in range(6):
+                    async with http.post(f"{base}/login", json={"password": "guess"}) as r:
+                        statuses.append(r.status)
+                assert statuses == [401] * 5 + [429]
+                async with http.post(f"{base}/login", json={"password": "owner-pw"}) as r:
+                    assert r.status == 429  # same client, still inside the window
+            await live.stop()
+        assert "failed login from 127.0.0.1" in (tmp_path / "log").read_text()
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))
