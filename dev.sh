@@ -30,8 +30,10 @@ need_python() {
 test_os_packages() {
     # tests/test_install*.py: install.sh runs with Debian's own python3 (as on the Pi) and
     # builds offline with its setuptools/wheel; systemd-analyze checks the unit file, whose
-    # ExecReload needs /usr/bin/kill (procps).
-    apt_install_missing systemd procps python3-venv python3-setuptools python3-wheel
+    # ExecReload needs /usr/bin/kill (procps). tests/test_web_browser.py drives Debian's
+    # headless Chromium through its chromedriver.
+    apt_install_missing systemd procps python3-venv python3-setuptools python3-wheel \
+        chromium chromium-driver
 }
 
 venv_with() {  # $1: pip extras spec, e.g. "." or ".[test]"
