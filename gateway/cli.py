@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "registers": ("gateway.export.registers_command", "print the Modbus register map"),
     "status": ("gateway.export.status_command", "read a running gateway's registers"),
     "probe": ("gateway.meters.probe", "find meters and inverters on a serial port or host"),
+    "sessions": ("gateway.sessionlog", "print the charging session log"),
     "passwd": ("gateway.web.auth", "set the owner's password (or make a token) for the web page"),
 }
 

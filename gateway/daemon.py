@@ -47,6 +47,7 @@ class Gateway:
         from gateway.export.server import ExportServer
         from gateway.meters.poller import MeterSet
         from gateway.ocpp.server import CentralSystem
+        from gateway.sessionlog import SessionLog, SessionTracker
         from gateway.settings import ChargerLimits, SettingsStore
 
         self.config = config
@@ -71,13 +72,20 @@ class Gateway:
             settings=self.settings,
         )
         self._on_cycle = on_cycle
+        self.sessions = SessionLog(config.state.dir, config.state.session_days)
+        self.tracker = SessionTracker(self.sessions.open_rows())
         self.web: WebServer | None = None
         if config.web.enabled:
             from gateway.web.server import WebServer
 
-            self.web = WebServer(lambda: self.config.web, self.hub, self.settings, clock)
+            self.web = WebServer(
+                lambda: self.config.web, self.hub, self.settings, self.sessions, clock
+            )
 
     def _cycle_done(self, report: CycleReport) -> None:
+        self.sessions.save(
+            self.tracker.observe_report(report, self.central.states(), time.time())
+        )
         if self.web is not None:
             self.web.cycle_done(report)
         if self._on_cycle is not None:
@@ -91,6 +99,7 @@ class Gateway:
                 await self.export.start()
             if self.web is not None:
                 await self.web.start()
+            self.sessions.start()
             await self.meters.start()
         except BaseException:
             await self.stop()
@@ -98,6 +107,7 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.meters.stop()
+        self.sessions.stop(self.tracker.open.values())  # rows left open: continued next start
         if self.web is not None:
             await self.web.stop()
         if self.export is not None:

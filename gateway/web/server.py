@@ -15,6 +15,7 @@ this server never answers. Failed logins are rate-limited per client and logged.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import math
@@ -30,6 +31,7 @@ from aiohttp import web
 
 from gateway.export.state import ExportState
 from gateway.hub import CycleReport, Hub
+from gateway.sessionlog import SessionLog, write_csv
 from gateway.settings import SettingError, SettingsStore
 from gateway.web.auth import FailedLogins, check_secret
 from gateway.web.config import WebConfig
@@ -79,11 +81,13 @@ class WebServer:
         config: Callable[[], WebConfig],
         hub: Hub,
         settings: SettingsStore,
+        sessions: SessionLog,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config  # read per request: a SIGHUP reload takes a new password
         self.hub = hub
         self.settings = settings
+        self.sessions = sessions
         self.clock = clock
         self.port: int | None = None
         self._report: CycleReport | None = None
@@ -174,6 +178,31 @@ class WebServer:
         log.info("settings changed from %s", request.remote)
         return web.json_response(self.settings.as_json())
 
+    async def get_sessions(self, request: web.Request) -> web.StreamResponse:
+        """Sessions, newest first; `charger`, `since` and `until` (unix s), `format=csv`."""
+        query = request.query
+        times: dict[str, float | None] = {}
+        for key in ("since", "until"):
+            try:
+                times[key] = float(query[key]) if key in query else None
+            except ValueError:
+                raise _error(web.HTTPBadRequest, key, f"{key}: not a unix time") from None
+        if query.get("format", "json") not in ("json", "csv"):
+            raise _error(web.HTTPBadRequest, "format", "format: json or csv")
+        # In a thread: a locked database delays this reply, never the event loop.
+        rows = await asyncio.to_thread(
+            self.sessions.query, query.get("charger"), times["since"], times["until"]
+        )
+        if query.get("format") == "csv":
+            out = io.StringIO()
+            write_csv(rows, out)
+            return web.Response(
+                text=out.getvalue(),
+                content_type="text/csv",
+                headers={"Content-Disposition": 'attachment; filename="sessions.csv"'},
+            )
+        return web.json_response(plain(rows))
+
     async def get_access(self, request: web.Request) -> web.StreamResponse:
         config = self.config()
         return web.json_response(
@@ -233,6 +262,7 @@ class WebServer:
                 web.get("/api/v1/chargers", self.get_chargers),
                 web.get("/api/v1/settings", self.get_settings),
                 web.put("/api/v1/settings", self.put_settings),
+                web.get("/api/v1/sessions", self.get_sessions),
                 web.get("/api/v1/access", self.get_access),
                 web.post("/api/v1/login", self.login),
                 web.post("/api/v1/logout", self.logout),

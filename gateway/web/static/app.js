@@ -91,6 +91,15 @@ function render(s) {
   }));
 }
 
+async function sessions() {
+  const rows = await (await fetch("/api/v1/sessions")).json();
+  const when = (t) => (t === null ? "running" : new Date(t * 1000).toLocaleString());
+  const kwh = (wh) => (wh / 1000).toFixed(2);
+  $("sessions").tBodies[0].replaceChildren(...rows.slice(0, 50).map((r) => el("tr", {},
+    ...[r.charger, when(r.start_unix), when(r.end_unix), kwh(r.energy_wh), kwh(r.pv_wh),
+      kwh(r.battery_wh), kwh(r.grid_wh)].map((v) => el("td", {}, v)))));
+}
+
 function connect() {
   const source = new EventSource("/api/v1/stream");
   source.onmessage = (event) => render(JSON.parse(event.data));
@@ -99,3 +108,5 @@ function connect() {
 
 access();
 connect();
+sessions();
+setInterval(sessions, 30000);
