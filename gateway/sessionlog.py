@@ -85,7 +85,10 @@ class SessionTracker:
             power = getattr(view, "power_w", None)
             if power is None:
                 power = sum(c.draw_a) * volts
-            rows.append((c.id, c.status, power, getattr(view, "session_wh", None), max(c.draw_a)))
+            # The charger's own status: mode `off` shows it Unavailable to the allocator,
+            # but the car is still plugged in and its session goes on.
+            status = view.status if view is not None and view.online else c.status
+            rows.append((c.id, status, power, getattr(view, "session_wh", None), max(c.draw_a)))
         return self.observe(
             now_unix,
             dt,

@@ -17,10 +17,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from gateway.config import load_config
+from gateway.daemon import Gateway
 from gateway.export.overrides import ChargerOverride, Overrides
 from gateway.model import Mode
+from gateway.sessionlog import SessionLog, SessionTracker
 from gateway.settings import FILE_NAME, OFF, ChargerLimits, SettingError, SettingsStore
 from gateway.sim.ev import EV
 from gateway.sim.live import LiveSite
@@ -90,7 +93,7 @@ def test_changes_notify_subscribers():
 
 def test_passwd_sets_the_hash_in_the_config(tmp_path):
     config = tmp_path / "c.toml"
-    config.write_text('[site]\nmain_breaker_a = 25\n\n[web]\nport = 8081\n\n[export]\nport = 1\n')
+    config.write_text("[site]\nmain_breaker_a = 25\n\n[web]\nport = 8081\n\n[export]\nport = 1\n")
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "passwd", "-c", str(config), "--stdin"],
         input="sunny-day\n",
@@ -191,7 +194,7 @@ def test_rest_changes_a_mode_the_charger_follows_and_it_survives_a_restart(tmp_p
         live = LiveSite(
             load_config(config_path),
             Premises(load_config(config_path).site, flat(1000.0)),
-            versions={"c1": "1.6"},
+            versions={"c1": "2.0.1"},
             cars={"c1": EV(max_a=16, phases=3, energy_wanted_wh=1e6)},
             arrivals_s={"c1": 0.0},
             meter_interval_s=1.0,
@@ -274,3 +277,67 @@ def test_rest_changes_a_mode_the_charger_follows_and_it_survives_a_restart(tmp_p
         assert "failed login from 127.0.0.1" in (tmp_path / "log").read_text()
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
+
+
+def test_a_session_is_recorded_with_the_energy_the_car_took(tmp_path):
+    async def scenario() -> None:
+        config_path = tmp_path / "gateway.toml"
+        hashes = dict(password_hash=hash_secret("pw", 1000), token_hash=hash_secret("t", 1000))
+        values = dict(grid_port=1, ocpp_port=0, web_port=0, state_dir=tmp_path, **hashes)
+        config_path.write_text(CONFIG.format(**values))
+        config = load_config(config_path)
+        car = EV(max_a=16, phases=3, energy_wanted_wh=40, lag_s=0.2)
+        live = LiveSite(
+            config,
+            Premises(config.site, flat(1000.0)),
+            versions={"c1": "2.0.1"},
+            cars={"c1": car},
+            arrivals_s={"c1": 0.0},
+            meter_interval_s=0.5,
+        )
+        await live.start_meters()
+        gateway = Gateway(live.gateway_config(state_dir=str(tmp_path / "state")))
+        stop = asyncio.Event()
+        try:
+            await gateway.start()
+            await live.connect_chargers(gateway.central.port)
+            live.start_ticking(0.05)
+            cycling = asyncio.create_task(gateway.run(stop))
+            await until(lambda: car.full, 30, "the car full")
+            point = live.station("c1").point
+            # The last MeterValues reached a cycle (unplugging ends the session at the next).
+            await until(
+                lambda: gateway.tracker.open["c1"].energy_wh >= car.delivered_wh - 0.5,
+                10,
+                lambda: f"the register's final count in the session: {gateway.tracker.open}",
+            )
+            await point.unplug()
+            log = gateway.sessions
+            await until(lambda: any(r["end_unix"] for r in log.query("c1")), 10, "a session row")
+            stop.set()
+            await cycling
+        finally:
+            stop.set()
+            await live.stop()
+            await gateway.stop()
+        (row,) = SessionLog(tmp_path / "state", 30).query()
+        assert row["charger"] == "c1" and row["end_unix"] > row["start_unix"]
+        assert abs(row["energy_wh"] - car.delivered_wh) <= 1.0  # the register's resolution
+        # No PV or battery meter on this site: the split's integrated power is all grid.
+        assert row["pv_wh"] == row["battery_wh"] == 0
+        assert row["grid_wh"] == pytest.approx(car.delivered_wh, rel=0.2)
+        assert row["peak_a"] == pytest.approx(16, abs=0.5)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_energy_falls_back_to_integrated_power_and_is_split_by_supply():
+    tracker = SessionTracker()
+    assert tracker.observe(0, 0, [("c1", "Charging", 0, None, 0)], 0, 0, 0) == []
+    for t in range(1, 61):  # a minute at 3.6 kW, supplied 1/4 PV, 1/4 battery, 1/2 grid
+        saved = tracker.observe(t, 1, [("c1", "Charging", 3600, None, 5.2)], 1000, 1000, 2000)
+    assert saved and saved[0].end_unix is None  # an open session is saved each minute
+    (ended,) = tracker.observe(61, 1, [("c1", "Available", 0, None, 0)], 0, 0, 0)
+    assert ended.energy_wh == pytest.approx(60) and ended.end_unix == 61
+    assert (ended.pv_wh, ended.battery_wh, ended.grid_wh) == pytest.approx((15, 15, 30))
+    assert tracker.open == {}
