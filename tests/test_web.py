@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -341,3 +342,17 @@ def test_energy_falls_back_to_integrated_power_and_is_split_by_supply():
     assert ended.energy_wh == pytest.approx(60) and ended.end_unix == 61
     assert (ended.pv_wh, ended.battery_wh, ended.grid_wh) == pytest.approx((15, 15, 30))
     assert tracker.open == {}
+
+
+def test_the_docs_name_every_route():
+    from gateway.web.server import WebServer
+
+    server = WebServer(lambda: None, None, SettingsStore(None, LIMITS, 25), SessionLog(None, 1))  # type: ignore[arg-type]
+    routes = {
+        f"{r.method} {r.resource.canonical}"
+        for r in server.app().router.routes()
+        if r.method != "HEAD" and r.resource.canonical.startswith("/api/")
+    }
+    docs = (ROOT / "docs" / "web.md").read_text()
+    documented = set(re.findall(r"^\| `((?:GET|PUT|POST) /api/v1/\w+)`", docs, re.M))
+    assert routes == documented
