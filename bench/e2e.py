@@ -81,6 +81,12 @@ validity_s = 30
 [export]
 enabled = false
 
+[web]
+enabled = false
+
+[state]
+dir = "{tempfile.gettempdir()}/evse-bench-state"
+
 [log]
 level = "warning"
 {chargers}"""

@@ -39,6 +39,13 @@ port = 0
 [export]
 enabled = false
 
+[web]
+host = "127.0.0.1"
+port = 0
+
+[state]
+dir = "{state_dir}"
+
 [[chargers]]
 id = "c1"
 max_a = {max_a}
@@ -51,7 +58,7 @@ def test_run_notifies_systemd_reloads_on_sighup_and_stops_cleanly_on_sigterm(tmp
         meter = ServedBus([Unit(1, image(registers, METER_VALUES))])
         grid_port = await meter.start_tcp()
         config = tmp_path / "config.toml"
-        config.write_text(CONFIG.format(grid_port=grid_port, max_a=16))
+        config.write_text(CONFIG.format(grid_port=grid_port, max_a=16, state_dir=tmp_path))
         notify_path = str(tmp_path / "notify")
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(notify_path)
@@ -76,7 +83,7 @@ def test_run_notifies_systemd_reloads_on_sighup_and_stops_cleanly_on_sigterm(tmp
             await until(
                 lambda: sum("WATCHDOG=1" in m for m in received()) >= 3, 10, "watchdog pings"
             )
-            config.write_text(CONFIG.format(grid_port=grid_port, max_a=20))
+            config.write_text(CONFIG.format(grid_port=grid_port, max_a=20, state_dir=tmp_path))
             daemon.send_signal(signal.SIGHUP)
             await until(lambda: "charger settings applied" in _read(log), 10, "the reload")
             stopped = time.monotonic()
@@ -105,7 +112,9 @@ def _read(log) -> str:
 
 def test_run_refuses_a_bad_config_with_exit_2_naming_the_line(tmp_path):
     config = tmp_path / "config.toml"
-    text = CONFIG.format(grid_port=502, max_a=16).replace("max_a = 16", "max_a = 16\nmax = 3")
+    text = CONFIG.format(grid_port=502, max_a=16, state_dir=tmp_path).replace(
+        "max_a = 16", "max_a = 16\nmax = 3"
+    )
     config.write_text(text)
     line = text.splitlines().index("max = 3") + 1
     result = subprocess.run(
@@ -126,7 +135,7 @@ def test_reload_takes_charger_settings_but_not_what_the_chargers_were_given_on_c
     from gateway.daemon import Gateway
 
     path = tmp_path / "config.toml"
-    path.write_text(CONFIG.format(grid_port=502, max_a=16))
+    path.write_text(CONFIG.format(grid_port=502, max_a=16, state_dir=tmp_path))
     config = load_config(path)
     (charger,) = config.chargers
     bigger = replace(

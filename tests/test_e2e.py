@@ -88,6 +88,13 @@ protocol = "2.0.1"
 host = "127.0.0.1"
 port = {export_port}
 writes_enabled = {writes}
+
+[web]
+host = "127.0.0.1"
+port = 0
+
+[state]
+dir = "{state_dir}"
 """
 
 
@@ -122,6 +129,7 @@ def write_config(path: Path, **values: Any) -> Path:
     # chargers' MeterValues lag the grid meter.
     defaults = {"distribution": "priority", "mode": "standard", "grid_port": 1, "ramp": 0.5}
     defaults |= {"ocpp_port": 9000, "export_port": 1502, "writes": "false"}
+    defaults["state_dir"] = path.parent / "state"
     path.write_text(CONFIG.format(**(defaults | values)))
     return path
 

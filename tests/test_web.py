@@ -30,6 +30,7 @@ from gateway.sim.ev import EV
 from gateway.sim.live import LiveSite
 from gateway.sim.site import Premises
 from gateway.web.auth import FailedLogins, check_secret, hash_secret, set_key
+from gateway.web.config import WebConfig
 from tests.conftest import ROOT
 from tests.test_e2e import flat, free_port
 from tests.waiting import until
@@ -347,7 +348,12 @@ def test_energy_falls_back_to_integrated_power_and_is_split_by_supply():
 def test_the_docs_name_every_route():
     from gateway.web.server import WebServer
 
-    server = WebServer(lambda: None, None, SettingsStore(None, LIMITS, 25), SessionLog(None, 1))  # type: ignore[arg-type]
+    server = WebServer(
+        WebConfig,
+        None,  # type: ignore[arg-type]  # only the routes are read: no hub needed
+        SettingsStore(None, LIMITS, 25),
+        SessionLog(None, 1),
+    )
     routes = {
         f"{r.method} {r.resource.canonical}"
         for r in server.app().router.routes()
