@@ -245,10 +245,13 @@ class WebServer:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        while True:
-            if self._report is not None:
-                await response.write(f"data: {json.dumps(self.state())}\n\n".encode())
-            await self._cycle.wait()
+        try:
+            while True:
+                if self._report is not None:
+                    await response.write(f"data: {json.dumps(self.state())}\n\n".encode())
+                await self._cycle.wait()
+        except ConnectionResetError:  # the page was closed: an ordinary end
+            return response
 
     # -- lifetime ---------------------------------------------------------------------
 
