@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from gateway.config import load_config  # noqa: E402
+from gateway.config import Config, load_config  # noqa: E402
 from gateway.sim.ev import EV  # noqa: E402
 from gateway.sim.live import LiveSite  # noqa: E402
 from gateway.sim.series import Series  # noqa: E402
@@ -117,14 +117,9 @@ async def wait(condition, timeout: float) -> None:
         await asyncio.sleep(0.005)
 
 
-async def measure(n: int, steps: int, workdir: Path) -> dict[str, float]:
-    breaker = 12.0 * n + 20
-    household = {HIGH_A: breaker - HIGH_A * n, LOW_A: breaker - LOW_A * n}  # per phase, A
-    ocpp_port = free_port()
-    path = workdir / f"bench-{n}.toml"
-    path.write_text(config_text(n, breaker, 1, ocpp_port))
-    config = load_config(path)
-    live = LiveSite(
+def bench_site(config: Config) -> LiveSite:
+    """The site for `config`: N cars that take 6.5 A, chargers alternately 1.6 and 2.0.1."""
+    return LiveSite(
         config,
         Premises(config.site, Series([0.0, 86400.0], [(0.0,), (0.0,)])),
         versions={c.id: ("1.6", "2.0.1")[i % 2] for i, c in enumerate(config.chargers)},
@@ -133,13 +128,38 @@ async def measure(n: int, steps: int, workdir: Path) -> dict[str, float]:
         meter_interval_s=2.0,
         car_tick_s=0.5,
     )
+
+
+def start_gateway(config_path: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run", "-c", str(config_path)],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+
+
+async def stop_gateway(daemon: subprocess.Popen) -> None:
+    # Wait without blocking this loop: our simulated chargers answer the gateway's
+    # websocket close handshake from it.
+    daemon.terminate()
+    deadline = time.monotonic() + 20
+    while daemon.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if daemon.poll() is None:
+        daemon.kill()
+
+
+async def measure(n: int, steps: int, workdir: Path) -> dict[str, float]:
+    breaker = 12.0 * n + 20
+    household = {HIGH_A: breaker - HIGH_A * n, LOW_A: breaker - LOW_A * n}  # per phase, A
+    ocpp_port = free_port()
+    path = workdir / f"bench-{n}.toml"
+    path.write_text(config_text(n, breaker, 1, ocpp_port))
+    config = load_config(path)
+    live = bench_site(config)
     live.add_load_w((household[HIGH_A] * 230.0,) * 3)
     await live.start_meters()
     path.write_text(config_text(n, breaker, live.grid.port, ocpp_port))
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "-c", str(path)],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
+    daemon = start_gateway(path)
     try:
         with socket.socket() as probe:
             deadline = time.monotonic() + 30
@@ -187,14 +207,7 @@ async def measure(n: int, steps: int, workdir: Path) -> dict[str, float]:
             "rss": rss_mb(daemon.pid),
         }
     finally:
-        # Wait without blocking this loop: our simulated chargers answer the gateway's
-        # websocket close handshake from it.
-        daemon.terminate()
-        deadline = time.monotonic() + 20
-        while daemon.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if daemon.poll() is None:
-            daemon.kill()
+        await stop_gateway(daemon)
         await live.stop()
 
 

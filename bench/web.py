@@ -16,10 +16,7 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +24,9 @@ from pathlib import Path
 import aiohttp
 
 # bench/e2e.py puts the project root on the path (and takes bench/ off it): import it first.
-from e2e import ROOT, config_text, cpu_seconds, free_port, pct
+from e2e import bench_site, config_text, cpu_seconds, free_port, pct, start_gateway, stop_gateway
 
 from gateway.config import load_config
-from gateway.sim.ev import EV
-from gateway.sim.live import LiveSite
-from gateway.sim.series import Series
-from gateway.sim.site import Premises
 
 CLIENTS = 10
 PATHS = ("/api/v1/state", "/api/v1/chargers", "/")
@@ -77,21 +70,10 @@ async def measure(n: int, seconds: float, workdir: Path) -> dict[str, float]:
 
     write(1)
     config = load_config(path)
-    live = LiveSite(
-        config,
-        Premises(config.site, Series([0.0, 86400.0], [(0.0,), (0.0,)])),
-        versions={c.id: ("1.6", "2.0.1")[i % 2] for i, c in enumerate(config.chargers)},
-        cars={c.id: EV(max_a=6.5, energy_wanted_wh=1e9, lag_s=0.2) for c in config.chargers},
-        arrivals_s={c.id: 0.0 for c in config.chargers},
-        meter_interval_s=2.0,
-        car_tick_s=0.5,
-    )
+    live = bench_site(config)
     await live.start_meters()
     write(live.grid.port)
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "-c", str(path)],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
+    daemon = start_gateway(path)
     base = f"http://127.0.0.1:{web_port}"
     stop = asyncio.Event()
     try:
@@ -133,12 +115,7 @@ async def measure(n: int, seconds: float, workdir: Path) -> dict[str, float]:
         return out
     finally:
         stop.set()
-        daemon.terminate()
-        deadline = time.monotonic() + 20
-        while daemon.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if daemon.poll() is None:
-            daemon.kill()
+        await stop_gateway(daemon)
         await live.stop()
 
 

@@ -186,7 +186,9 @@ class SettingsStore:
     def _apply(self, body: Any) -> None:
         if not isinstance(body, dict) or set(body) - {"site", "chargers"}:
             raise SettingError("body", 'must be an object with "site" and/or "chargers"')
+        # Every change is made on a copy first, so a bad field anywhere applies nothing.
         trial = SettingsStore(None, self._limits, self._breaker_a)
+        trial._changed = lambda what: None  # type: ignore[method-assign]  # copies stay quiet
         trial._chargers = dict(self._chargers)
         trial.site_limit_a = self.site_limit_a
         site = body.get("site", {})
