@@ -139,6 +139,13 @@ class Gateway:
                 ),
                 ("[export]", old.export == new.export),
                 ("[control]", old.control == new.control),
+                # The password and token are read per request; the listener and files are not.
+                (
+                    "[web] enabled, host or port",
+                    (old.web.enabled, old.web.host, old.web.port)
+                    == (new.web.enabled, new.web.host, new.web.port),
+                ),
+                ("[state]", old.state == new.state),
             )
             if not same
         ]

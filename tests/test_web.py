@@ -362,3 +362,21 @@ def test_the_docs_name_every_route():
     docs = (ROOT / "docs" / "web.md").read_text()
     documented = set(re.findall(r"^\| `((?:GET|PUT|POST) /api/v1/\w+)`", docs, re.M))
     assert routes == documented
+
+
+def test_a_reload_takes_a_new_password_but_not_a_new_port(tmp_path):
+    path = tmp_path / "gateway.toml"
+    values = dict(grid_port=1, ocpp_port=0, web_port=0, state_dir=tmp_path, token_hash="x")
+
+    def config(**changes: object):
+        path.write_text(CONFIG.format(**(values | {"password_hash": "old"} | changes)))
+        return load_config(path)
+
+    async def scenario() -> None:  # the meter clients are built in a running loop
+        gateway = Gateway(config())
+        assert gateway.reload(config(password_hash="new"))
+        assert gateway.web is not None and gateway.web.config().password_hash == "new"
+        assert not gateway.reload(config(password_hash="new", web_port=8099))
+        assert gateway.web.config().port == 0
+
+    asyncio.run(scenario())
