@@ -517,3 +517,18 @@ def test_fc23_reads_the_image_and_coils_are_not_part_of_the_map() -> None:
             assert server.overrides().site_current_a == 16.0
 
     run(body)
+
+
+
+def test_allowed_clients_match_ipv4_mapped_client_addresses() -> None:
+    """A dual-stack socket reports an IPv4 client as ::ffff:a.b.c.d."""
+    import ipaddress
+
+    from gateway.export.overrides import ACCEPTED, OverrideBook
+
+    local = (ipaddress.ip_network("192.168.1.0/24"),)
+    book = OverrideBook(writable(allowed_clients=local), load_map())
+    state = site_state()
+    assert book.write(500, [100], state, "::ffff:10.0.0.9", 1000.0) != ACCEPTED
+    assert book.write(500, [100], state, "::ffff:192.168.1.20", 1000.0) == ACCEPTED
+    assert book.overrides(1000.0).site_current_a == 10.0
