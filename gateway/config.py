@@ -6,6 +6,7 @@ anywhere names the file, the line and the key (`gateway.tomlfile`).
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from gateway.meters.config import MeterConfig, read_meters
 from gateway.model import Charger, Site
 from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
 from gateway.schema import SchemaError, Table
-from gateway.tomlfile import TomlError, read_toml
+from gateway.tomlfile import TomlError, error_at, read_toml
 
 MAX_CHARGERS = 500
 
@@ -127,7 +128,8 @@ def load_config(path: str | Path) -> Config:
 
 
 def load_runnable_config(path: str | Path) -> Config:
-    """A config the daemon can run: valid, and with exactly one grid meter (the fuse's eye)."""
+    """A config the daemon can run: valid, one grid meter (the fuse's eye), no placeholder
+    passwords, no two servers on one port, TLS files that load."""
     config = load_config(path)
     grids = [m.name for m in config.meters if m.role == "grid"]
     if len(grids) != 1:
@@ -138,4 +140,38 @@ def load_runnable_config(path: str | Path) -> Config:
             "meters",
             f'needs exactly one meter with role = "grid" to protect the fuse (found {found})',
         )
+    try:
+        check_runnable(config)
+    except SchemaError as exc:
+        raise error_at(path, exc) from exc
     return config
+
+
+# The example config's placeholder passwords: running with them would let anyone who
+# read the example connect as a charger.
+PLACEHOLDER = "change-me"
+
+
+def check_runnable(config: Config) -> None:
+    """What a well-formed config may still get wrong for running on this machine."""
+    for i, c in enumerate(config.chargers):
+        if c.ocpp.password is not None and c.ocpp.password.startswith(PLACEHOLDER):
+            raise SchemaError(
+                f"chargers[{i}].password",
+                f"still the example's {c.ocpp.password!r}: set the password this charger "
+                "is given in its OCPP settings (or remove the key for no password)",
+            )
+    export, ocpp = config.export, config.ocpp
+    if export.enabled and export.port == ocpp.port and ocpp.port != 0:
+        raise SchemaError("export.port", f"{export.port} is also ocpp.port: give each its own")
+    if ocpp.tls_cert is not None and ocpp.tls_key is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                ocpp.tls_cert, ocpp.tls_key
+            )
+        except (ssl.SSLError, OSError) as exc:
+            raise SchemaError(
+                "ocpp.tls_cert",
+                f"{ocpp.tls_cert} with {ocpp.tls_key} does not load as a PEM certificate "
+                f"and key: {exc.strerror or exc}",
+            ) from exc

@@ -137,7 +137,10 @@ async def serve(config: Config, notifier: Notifier) -> None:
             gateway.reload(load_runnable_config(config.path))
         except TomlError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
-        notifier.ready("reloaded")
+        except Exception:  # a reload must never take control away or hang systemd
+            log.exception("reload failed, keeping the running config")
+        finally:
+            notifier.ready("reloaded")
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)

@@ -91,13 +91,31 @@ class KeyLines:
         return None
 
 
+def _read_source(path: str | Path) -> str:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise TomlError(str(path), None, "", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise TomlError(
+            str(path), line, "", f"not UTF-8 (byte 0x{raw[exc.start]:02x}): save it as UTF-8"
+        ) from exc
+
+
+def error_at(path: str | Path, exc: SchemaError) -> TomlError:
+    """A schema error found after reading, located in the file it came from."""
+    return TomlError(
+        str(path), KeyLines(_read_source(path)).line_of(exc.path), exc.path, exc.message
+    )
+
+
 def read_toml(path: str | Path, read: Callable[[Table], T]) -> T:
     """Parse `path` and read it with `read`; every failure becomes a `TomlError`."""
     name = str(path)
-    try:
-        source = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TomlError(name, None, "", f"cannot read: {exc.strerror or exc}") from exc
+    source = _read_source(path)
     try:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as exc:

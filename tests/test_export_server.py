@@ -519,7 +519,6 @@ def test_fc23_reads_the_image_and_coils_are_not_part_of_the_map() -> None:
     run(body)
 
 
-
 def test_allowed_clients_match_ipv4_mapped_client_addresses() -> None:
     """A dual-stack socket reports an IPv4 client as ::ffff:a.b.c.d."""
     import ipaddress
