@@ -116,3 +116,24 @@ def test_tls_files_that_are_not_pem_are_refused_naming_the_file(tmp_path):
     error = one_line_error(run_cli("check-config", str(config)))
     assert error.startswith(f"error: {config}:10: ocpp.tls_cert: {tmp_path}/cert.pem with ")
     assert "does not load as a PEM certificate and key" in error
+
+
+def test_offline_desk_check_of_a_pi_config_needs_no_serial_port(tmp_path):
+    text = (ROOT / "config" / "example.toml").read_text().replace('"change-me', '"s3cret')
+    config = write(tmp_path, text)
+    assert "/dev/ttyUSB0" in text and not os.path.exists("/dev/ttyUSB0")
+    on_this_machine = run_cli("check-config", str(config))
+    assert "serial port /dev/ttyUSB0 does not exist" in one_line_error(on_this_machine)
+    offline = run_cli("check-config", "--offline", str(config))
+    assert offline.returncode == 0, offline.stderr
+    assert "meter grid: grid (sdm630)" in offline.stdout
+
+
+def test_a_meter_host_with_a_port_in_it_is_refused(tmp_path):
+    config = write(tmp_path, RUNNABLE.replace('"127.0.0.1"', '"192.168.1.60:502"'))
+    error = one_line_error(run_cli("check-config", str(config)))
+    assert error == (
+        f"error: {config}:7: meters[0].host: '192.168.1.60:502' has a port: write it as port = N"
+    )
+    ipv6 = write(tmp_path, RUNNABLE.replace('"127.0.0.1"', '"fe80::1"'), "v6.toml")
+    assert run_cli("check-config", str(ipv6)).returncode == 0
