@@ -51,6 +51,22 @@ async def status(port: int) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
+def test_home_assistant_example_is_complete() -> None:
+    """Every sensor has what HA needs for history and the energy panel; writing is shown."""
+    text = (ROOT / "docs" / "registers.md").read_text(encoding="utf-8")
+    yaml = text.split("## Home Assistant", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    sensors = yaml.split("script:")[0].split("      - name: ")[1:]
+    assert len(sensors) >= 9
+    for sensor in sensors:
+        assert "unique_id: evse_gateway_" in sensor, sensor
+        assert "state_class: measurement" in sensor, sensor
+        if 'unit_of_measurement: "W"' in sensor:
+            assert "device_class: power" in sensor, sensor
+    assert any("household consumption" in s for s in sensors)
+    assert "action: modbus.write_register" in yaml
+    assert "address: 500" in yaml and "value: 160" in yaml
+
+
 def test_status_prints_site_and_chargers_of_a_running_gateway() -> None:
     async def body() -> None:
         async with running(writable()) as (server, client):
@@ -65,6 +81,8 @@ def test_status_prints_site_and_chargers_of_a_running_gateway() -> None:
         grid = next(line for line in lines if line.strip().startswith("grid A"))
         assert grid.split()[2:5] == ["4.5", "-6.5", "8"]
         assert "overrides: site current 16 A, site power -" in out
+        # Household is the house's consumption; the grid-minus-chargers figure is named apart.
+        assert "household 3300 W (net of PV and battery 900 W)" in out
         rows = [line.split() for line in lines if "wallbox-" in line]
         assert [r[1] for r in rows] == ["wallbox-0", "wallbox-1", "wallbox-2"]
         assert rows[1][:8] == ["1", "wallbox-1", "yes", "Charging", "3", "solar", "9.5", "10.25"]

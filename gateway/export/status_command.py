@@ -64,7 +64,7 @@ async def _status(args: argparse.Namespace) -> str:
                 raise StatusError(f"read {address}..{address + count - 1}: {rr}")
             return list(rr.registers)
 
-        fixed = await read(0, 100) + await read(100, 50)
+        fixed = await read(0, 100) + await read(100, 52)
         header = regmap.values("header", fixed)
         if header["marker"] != MARKER:
             raise StatusError(f"not an evse-gateway register map (marker {header['marker']!r})")
@@ -126,9 +126,10 @@ def _site_lines(s: dict[str, Any], c: dict[str, Any]) -> list[str]:
         row("grid A", "grid_current"),
         row("grid W", "grid_power", s["grid_power"]),
         row("voltage V", "voltage"),
-        row("household A", "household_current"),
+        row("net load A", "net_load_current"),
         row("headroom A", "headroom"),
-        f"  household {fmt(s['household_power'], 'W')}, PV {fmt(s['pv_power'], 'W')}, "
+        f"  household {fmt(s['household_consumption'], 'W')} "
+        f"(net of PV and battery {fmt(s['net_load_power'], 'W')}), PV {fmt(s['pv_power'], 'W')}, "
         f"battery {fmt(s['battery_power'], 'W')} at {fmt(s['battery_soc'], '%')}, "
         f"EV {fmt(s['ev_power'], 'W')}",
         f"  breaker {fmt(s['breaker_limit'], 'A')} ({fmt(s['breaker_limit_power'], 'W')}), "
