@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from gateway.config import describe, load_runnable_config
+from gateway.tomlfile import TomlErrors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_runnable_config(args.file, args.offline)
+    try:
+        config = load_runnable_config(args.file, args.offline)
+    except TomlErrors as exc:  # every error of the file, one line each
+        for error in exc.errors:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"{args.file}: OK")
     for line in describe(config):
         print(f"  {line}")

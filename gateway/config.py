@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
 from gateway.allocation.timing import ControlSettings, Timing, read_control, read_timing
@@ -18,10 +20,12 @@ from gateway.logsetup import LogConfig, read_log
 from gateway.meters.config import MeterConfig, read_meters
 from gateway.model import Charger, Site
 from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
-from gateway.schema import SchemaError, Table
+from gateway.schema import SchemaError, SchemaErrors, Table
 from gateway.tomlfile import TomlError, error_at, read_toml
 
 MAX_CHARGERS = 500
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,27 +70,64 @@ def read_charger_config(t: Table, site: Site, control: ControlSettings) -> Charg
 
 
 def read_config(top: Table, path: str) -> Config:
-    site_table = top.table("site")
-    site = read_site(site_table)
-    site_table.finish()
-    control = read_control(top)
-    chargers = top.each("chargers", lambda t: read_charger_config(t, site, control), ())
-    check_chargers(tuple(c.charger for c in chargers), site, "chargers")
-    if len(chargers) > MAX_CHARGERS:
-        raise SchemaError("chargers", f"at most {MAX_CHARGERS} (the register map's blocks)")
-    meters = read_meters(top, path, tuple(c.id for c in chargers))
-    if control.stale_after_s < 2 * control.cycle_s:
-        raise SchemaError("control.stale_after_s", "must be at least twice control.cycle_s")
+    """Every section is read even after one fails, so one run names every error (sections
+    that depend on a failed one, chargers on the site, are skipped)."""
+    errors: list[SchemaError] = []
+
+    def part(read: Callable[[], T]) -> T | None:
+        try:
+            return read()
+        except SchemaError as exc:
+            errors.append(exc)
+            return None
+
+    site = part(lambda: _finished(top.table("site"), read_site))
+    control = part(lambda: read_control(top))
+    tables = part(lambda: top.tables("chargers", [])) or []
+    chargers: tuple[ChargerConfig, ...] = ()
+    if site is not None and control is not None:
+        read = [
+            part(lambda t=t: _finished(t, lambda t: read_charger_config(t, site, control)))
+            for t in tables
+        ]
+        chargers = tuple(c for c in read if c is not None)
+        if len(chargers) == len(tables):
+            part(lambda: check_chargers(tuple(c.charger for c in chargers), site, "chargers"))
+    if len(tables) > MAX_CHARGERS:
+        errors.append(
+            SchemaError("chargers", f"at most {MAX_CHARGERS} (the register map's blocks)")
+        )
+    ids = tuple(str(t.data.get("id")) for t in tables)
+    meters = part(lambda: read_meters(top, path, ids))
+    if control is not None and control.stale_after_s < 2 * control.cycle_s:
+        errors.append(
+            SchemaError("control.stale_after_s", "must be at least twice control.cycle_s")
+        )
+    export = part(lambda: read_export(top))
+    log = part(lambda: read_log(top))
+    ocpp = part(lambda: read_ocpp(top))
+    part(top.finish)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise SchemaErrors(errors)
+    assert site and control and meters is not None and export and log and ocpp
     return Config(
         path=path,
         site=site,
         chargers=chargers,
         control=control,
         meters=meters,
-        export=read_export(top),
-        log=read_log(top),
-        ocpp=read_ocpp(top),
+        export=export,
+        log=log,
+        ocpp=ocpp,
     )
+
+
+def _finished(t: Table, read: Callable[[Table], T]) -> T:
+    value = read(t)
+    t.finish()
+    return value
 
 
 def describe(

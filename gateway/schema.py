@@ -26,6 +26,14 @@ class SchemaError(ValueError):
         self.message = message
 
 
+class SchemaErrors(ValueError):
+    """Several bad fields found in one read (`check-config` reports them all)."""
+
+    def __init__(self, errors: Sequence[SchemaError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = tuple(errors)
+
+
 def join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from gateway.schema import SchemaError, Table
+from gateway.schema import SchemaError, SchemaErrors, Table
 
 T = TypeVar("T")
 
@@ -34,6 +34,15 @@ class TomlError(Exception):
 
 def _split_dotted(text: str) -> tuple[str, ...]:
     return tuple(p.strip().strip("\"'") for p in text.split("."))
+
+
+class TomlErrors(TomlError):
+    """Several errors in one file; str() is the first, `errors` has them all in order."""
+
+    def __init__(self, errors: list[TomlError]) -> None:
+        first = errors[0]
+        super().__init__(first.file, first.line, first.key, first.message)
+        self.errors = errors
 
 
 class KeyLines:
@@ -127,4 +136,9 @@ def read_toml(path: str | Path, read: Callable[[Table], T]) -> T:
         table.finish()
     except SchemaError as exc:
         raise TomlError(name, KeyLines(source).line_of(exc.path), exc.path, exc.message) from exc
+    except SchemaErrors as exc:
+        lines = KeyLines(source)
+        found = [TomlError(name, lines.line_of(e.path), e.path, e.message) for e in exc.errors]
+        found.sort(key=lambda e: e.line or 0)
+        raise TomlErrors(found) from exc
     return result

@@ -137,3 +137,35 @@ def test_a_meter_host_with_a_port_in_it_is_refused(tmp_path):
     )
     ipv6 = write(tmp_path, RUNNABLE.replace('"127.0.0.1"', '"fe80::1"'), "v6.toml")
     assert run_cli("check-config", str(ipv6)).returncode == 0
+
+
+def test_check_config_names_every_error_in_one_run(tmp_path):
+    text = (
+        RUNNABLE.replace(
+            'id = "c1"', 'id = "c1"\nmax_a = "16"\n[[chargers]]\nid = "c2"\npriorty = 2'
+        ).replace("[ocpp]\nport = 9000", "[ocpp]\nport = 99999")
+        + "[export]\nunit_id = 0\n[lgo]\nlevel = 'debug'\n"
+    )
+    config = write(tmp_path, text)
+    result = run_cli("check-config", str(config))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    keys = [line.split(": ")[2] for line in lines]
+    assert keys == [
+        "ocpp.port",
+        "chargers[0].max_a",
+        "chargers[1].priorty",
+        "export.unit_id",
+        "lgo",
+    ], lines
+    assert all(line.startswith(f"error: {config}:") for line in lines)
+    assert lines[-1].endswith("lgo: unknown key")
+    # A failed [site] skips the chargers that depend on it; the rest is still checked.
+    broken_site = write(tmp_path, text.replace("main_breaker_a = 25", "phases = 4"), "s.toml")
+    lines = run_cli("check-config", str(broken_site)).stderr.strip().splitlines()
+    assert [line.split(": ")[2] for line in lines] == [
+        "site.phases",
+        "ocpp.port",
+        "export.unit_id",
+        "lgo",
+    ], lines
