@@ -7,6 +7,7 @@ anywhere names the file, the line and the key (`gateway.tomlfile`).
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -146,7 +147,14 @@ def describe(
         for m in config.meters
     ]
     port = config.ocpp.port if ocpp_port is None else ocpp_port
-    lines.append(f"OCPP: {scheme}://{config.ocpp.host}:{port}/<charger id>")
+    host, listening = config.ocpp.host, ""
+    if host in ("0.0.0.0", "::"):
+        # What the installer types into the charger, not the wildcard it listens on.
+        host, listening = this_machine_address(), f" (listening on {host}:{port})"
+    lines.append(
+        f"OCPP: {scheme}://{host}:{port}/<charger id>{listening}; the id is case-sensitive"
+        " and is the Basic-auth user name"
+    )
     export = config.export
     if export.enabled:
         lines.append(
@@ -162,6 +170,17 @@ def describe(
             f"failsafe {c.failsafe_a:g} A"
         )
     return lines
+
+
+def this_machine_address() -> str:
+    """The IPv4 address other hosts on the LAN reach this machine at (its default route's
+    source); the host name when there is no route."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET: a UDP connect sends nothing
+            return str(s.getsockname()[0])
+        except OSError:
+            return socket.gethostname()
 
 
 def load_config(path: str | Path) -> Config:
