@@ -21,39 +21,22 @@ from gateway.meters.profile import builtin
 from gateway.meters.served import ServedBus, Unit, image
 from gateway.sim.chargepoint import SimChargePoint
 from tests.conftest import ROOT
+from tests.test_daemon import CONFIG as DAEMON_CONFIG
 from tests.test_meters_helpers import METER_VALUES
 from tests.waiting import until
 
 MAX_CLIENTS = 4
-CONFIG = """
-[site]
-main_breaker_a = 25
-
-[control]
-cycle_s = 0.5
-stale_after_s = 2
-
-[[meters]]
-name = "grid"
-model = "sdm630"
-role = "grid"
-host = "127.0.0.1"
-port = {grid_port}
-
-[ocpp]
-host = "127.0.0.1"
-port = {ocpp_port}
-
-[export]
-host = "127.0.0.1"
-port = {export_port}
-max_clients = {max_clients}
-idle_timeout_s = 5
-
-[[chargers]]
-id = "c1"
-max_a = 16
-"""
+# The daemon test's site, meter and charger, with the servers on known ports and the
+# export on with a small cap.
+CONFIG = (
+    DAEMON_CONFIG.replace("port = 0", "port = {ocpp_port}")
+    .replace(
+        "[export]\nenabled = false",
+        '[export]\nhost = "127.0.0.1"\nport = {export_port}\n'
+        "max_clients = {max_clients}\nidle_timeout_s = 5",
+    )
+    .replace("max_a = {max_a}", "max_a = 16")
+)
 
 
 def free_port() -> int:

@@ -112,16 +112,13 @@ class _Handler(ServerRequestHandler):
 
     def callback_connected(self) -> None:
         super().callback_connected()
-        peer = self._peer()
         if len(self.server.active_connections) > self.server.max_clients:
-            self.server.limiter.log(
-                log,
+            self._note(
                 logging.WARNING,
                 "max_clients",
-                self.loop.time(),
-                "Modbus TCP: %d clients connected (max_clients), closing %s",
+                "%d clients connected (max_clients), closing %s",
                 self.server.max_clients,
-                peer,
+                self._peer(),
             )
             self._drop()
             return
@@ -165,31 +162,20 @@ class _Handler(ServerRequestHandler):
 
     def _refused(self, function_code: int, reason: ExcCodes | None, what: str) -> None:
         peer = self._peer()
-        self.server.limiter.log(
-            log,
-            logging.DEBUG,
-            peer,
-            self.loop.time(),
-            "Modbus TCP: %s function code %d from %s%s",
-            what,
-            function_code,
-            peer,
-            "" if reason is None else f" (exception {int(reason)})",
+        code = "" if reason is None else f" (exception {int(reason)})"
+        self._note(
+            logging.DEBUG, peer, "%s function code %d from %s%s", what, function_code, peer, code
         )
+
+    def _note(self, level: int, source: str, msg: str, *args: object) -> None:
+        """A line a LAN client provoked: rate-limited per `source`."""
+        self.server.limiter.log(log, level, source, self.loop.time(), "Modbus TCP: " + msg, *args)
 
     def _check_idle(self) -> None:
         silent = self.loop.time() - self._heard
         if silent >= self.server.idle_timeout_s:
             peer = self._peer()
-            self.server.limiter.log(
-                log,
-                logging.DEBUG,
-                peer,
-                self.loop.time(),
-                "Modbus TCP: %s silent for %.0f s, disconnecting",
-                peer,
-                silent,
-            )
+            self._note(logging.DEBUG, peer, "%s silent for %.0f s, disconnecting", peer, silent)
             self._drop()
         else:
             self._idle = self.loop.call_later(self.server.idle_timeout_s - silent, self._check_idle)
