@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import resource
 import socket
 import struct
 import subprocess
@@ -53,6 +55,7 @@ def _listening(port: int) -> bool:
 class Gateway:
     def __init__(self, log: Path, ocpp_port: int, export_port: int) -> None:
         self.log, self.ocpp_port, self.export_port = log, ocpp_port, export_port
+        self.pid = 0
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -80,7 +83,10 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
             stdout=subprocess.DEVNULL,
             stderr=log,
+            # Started with fewer descriptors than the config needs: the daemon raises it.
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (40, 4096)),
         )
+    gw.pid = daemon.pid
     try:
         await until(lambda: _listening(export_port), 20, "the export port")
         yield gw
@@ -137,6 +143,9 @@ def test_a_connection_flood_is_capped_idlers_dropped_and_a_charger_still_connect
             for _, w in flood:
                 w.close()
             assert "Traceback" not in gw.text()
+            # 1 charger + 4 Modbus clients + 1 meter + 64 of its own + 100 being accepted.
+            limits = Path(f"/proc/{gw.pid}/limits").read_text()
+            assert re.search(r"Max open files\s+170\s+4096", limits), limits
             # The cap's warning is rate-limited too: 196 refusals, a handful of lines.
             assert gw.text().count("(max_clients)") <= 5
 

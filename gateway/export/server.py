@@ -112,7 +112,9 @@ class _Handler(ServerRequestHandler):
 
     def callback_connected(self) -> None:
         super().callback_connected()
-        if len(self.server.active_connections) > self.server.max_clients:
+        # Counted here, not from pymodbus' connection list: asyncio creates a whole accept
+        # batch before the first of them is connected, and the list holds them all.
+        if len(self.server.admitted) >= self.server.max_clients:
             self._note(
                 logging.WARNING,
                 "max_clients",
@@ -122,12 +124,14 @@ class _Handler(ServerRequestHandler):
             )
             self._drop()
             return
+        self.server.admitted.add(self)
         self._heard = self.loop.time()
         self._idle = self.loop.call_later(self.server.idle_timeout_s, self._check_idle)
 
     def callback_disconnected(self, exc: Exception | None) -> None:
         if self._idle is not None:
             self._idle.cancel()
+        self.server.admitted.discard(self)
         super().callback_disconnected(exc)
 
     def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
@@ -210,6 +214,7 @@ class _TcpServer(ModbusTcpServer):
         self.max_clients = config.max_clients
         self.idle_timeout_s = config.idle_timeout_s
         self.limiter = RateLimiter()
+        self.admitted: set[_Handler] = set()
 
     def callback_new_connection(self) -> _Handler:
         return _Handler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
