@@ -96,7 +96,11 @@ async def _status(args: argparse.Namespace) -> str:
 def fmt(value: Any, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    # As a display reads: whole watts and volts above 100, one decimal below.
+    if isinstance(value, float):
+        text = f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}".removesuffix(".0")
+    else:
+        text = str(value)
     return f"{text} {unit}" if unit else text
 
 
@@ -181,7 +185,8 @@ def _charger_lines(chargers: list[dict[str, Any]]) -> list[str]:
                     fmt(ch["power"]),
                     fmt(ch["session_energy"]),
                     " ".join(o for o in override if o) or "-",
-                    reasons.get(ch["reason"], "-"),
+                    # An offline charger's last reason would read as if it were live.
+                    "offline" if ch["online"] == 0 else reasons.get(ch["reason"], "-"),
                 )
             )
         )
