@@ -6,8 +6,13 @@ anywhere names the file, the line and the key (`gateway.tomlfile`).
 
 from __future__ import annotations
 
+import os
+import socket
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
 from gateway.allocation.timing import ControlSettings, Timing, read_control, read_timing
@@ -16,11 +21,13 @@ from gateway.logsetup import LogConfig, read_log
 from gateway.meters.config import MeterConfig, read_meters
 from gateway.model import Charger, Site
 from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
-from gateway.schema import SchemaError, Table
-from gateway.tomlfile import TomlError, read_toml
+from gateway.schema import SchemaError, SchemaErrors, Table
+from gateway.tomlfile import TomlError, error_at, read_toml
 from gateway.web.config import StateConfig, WebConfig, read_state, read_web
 
 MAX_CHARGERS = 500
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,29 +74,68 @@ def read_charger_config(t: Table, site: Site, control: ControlSettings) -> Charg
 
 
 def read_config(top: Table, path: str) -> Config:
-    site_table = top.table("site")
-    site = read_site(site_table)
-    site_table.finish()
-    control = read_control(top)
-    chargers = top.each("chargers", lambda t: read_charger_config(t, site, control), ())
-    check_chargers(tuple(c.charger for c in chargers), site, "chargers")
-    if len(chargers) > MAX_CHARGERS:
-        raise SchemaError("chargers", f"at most {MAX_CHARGERS} (the register map's blocks)")
-    meters = read_meters(top, path, tuple(c.id for c in chargers))
-    if control.stale_after_s < 2 * control.cycle_s:
-        raise SchemaError("control.stale_after_s", "must be at least twice control.cycle_s")
+    """Every section is read even after one fails, so one run names every error (sections
+    that depend on a failed one, chargers on the site, are skipped)."""
+    errors: list[SchemaError] = []
+
+    def part(read: Callable[[], T]) -> T | None:
+        try:
+            return read()
+        except SchemaError as exc:
+            errors.append(exc)
+            return None
+
+    site = part(lambda: _finished(top.table("site"), read_site))
+    control = part(lambda: read_control(top))
+    tables = part(lambda: top.tables("chargers", [])) or []
+    chargers: tuple[ChargerConfig, ...] = ()
+    if site is not None and control is not None:
+        read = [
+            part(lambda t=t: _finished(t, lambda t: read_charger_config(t, site, control)))
+            for t in tables
+        ]
+        chargers = tuple(c for c in read if c is not None)
+        if len(chargers) == len(tables):
+            part(lambda: check_chargers(tuple(c.charger for c in chargers), site, "chargers"))
+    if len(tables) > MAX_CHARGERS:
+        errors.append(
+            SchemaError("chargers", f"at most {MAX_CHARGERS} (the register map's blocks)")
+        )
+    ids = tuple(str(t.data.get("id")) for t in tables)
+    meters = part(lambda: read_meters(top, path, ids))
+    if control is not None and control.stale_after_s < 2 * control.cycle_s:
+        errors.append(
+            SchemaError("control.stale_after_s", "must be at least twice control.cycle_s")
+        )
+    export = part(lambda: read_export(top))
+    log = part(lambda: read_log(top))
+    ocpp = part(lambda: read_ocpp(top))
+    web = part(lambda: read_web(top))
+    state = part(lambda: read_state(top))
+    part(top.finish)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise SchemaErrors(errors)
+    assert site and control and meters is not None and export and log and ocpp and web and state
     return Config(
         path=path,
         site=site,
         chargers=chargers,
         control=control,
         meters=meters,
-        export=read_export(top),
-        log=read_log(top),
-        ocpp=read_ocpp(top),
-        web=read_web(top),
-        state=read_state(top),
+        export=export,
+        log=log,
+        ocpp=ocpp,
+        web=web,
+        state=state,
     )
+
+
+def _finished(t: Table, read: Callable[[Table], T]) -> T:
+    value = read(t)
+    t.finish()
+    return value
 
 
 def describe(
@@ -108,7 +154,14 @@ def describe(
         for m in config.meters
     ]
     port = config.ocpp.port if ocpp_port is None else ocpp_port
-    lines.append(f"OCPP: {scheme}://{config.ocpp.host}:{port}/<charger id>")
+    host, listening = config.ocpp.host, ""
+    if host in ("0.0.0.0", "::"):
+        # What the installer types into the charger, not the wildcard it listens on.
+        host, listening = this_machine_address(), f" (listening on {host}:{port})"
+    lines.append(
+        f"OCPP: {scheme}://{host}:{port}/<charger id>{listening}; the id is case-sensitive"
+        " and is the Basic-auth user name"
+    )
     export = config.export
     if export.enabled:
         lines.append(
@@ -126,13 +179,26 @@ def describe(
     return lines
 
 
+def this_machine_address() -> str:
+    """The IPv4 address other hosts on the LAN reach this machine at (its default route's
+    source); the host name when there is no route."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET: a UDP connect sends nothing
+            return str(s.getsockname()[0])
+        except OSError:
+            return socket.gethostname()
+
+
 def load_config(path: str | Path) -> Config:
     """Load and validate a config file; raises `TomlError` naming file, line and key."""
     return read_toml(path, lambda top: read_config(top, str(path)))
 
 
-def load_runnable_config(path: str | Path) -> Config:
-    """A config the daemon can run: valid, and with exactly one grid meter (the fuse's eye)."""
+def load_runnable_config(path: str | Path, offline: bool = False) -> Config:
+    """A config the daemon can run: valid, one grid meter (the fuse's eye), no placeholder
+    passwords, no two servers on one port; on this machine (unless `offline`: a desk
+    check elsewhere) its serial ports exist and its TLS files load."""
     config = load_config(path)
     grids = [m.name for m in config.meters if m.role == "grid"]
     if len(grids) != 1:
@@ -143,4 +209,42 @@ def load_runnable_config(path: str | Path) -> Config:
             "meters",
             f'needs exactly one meter with role = "grid" to protect the fuse (found {found})',
         )
+    try:
+        check_runnable(config, offline)
+    except SchemaError as exc:
+        raise error_at(path, exc) from exc
     return config
+
+
+# The example config's placeholder passwords: running with them would let anyone who
+# read the example connect as a charger.
+PLACEHOLDER = "change-me"
+
+
+def check_runnable(config: Config, offline: bool) -> None:
+    """What a well-formed config may still get wrong for running (on this machine)."""
+    for i, m in enumerate(config.meters):
+        device = m.connection.device
+        if m.connection.transport == "rtu" and not offline and not os.path.exists(device):
+            raise SchemaError(f"meters[{i}].port", f"serial port {device} does not exist")
+    for i, c in enumerate(config.chargers):
+        if c.ocpp.password is not None and c.ocpp.password.startswith(PLACEHOLDER):
+            raise SchemaError(
+                f"chargers[{i}].password",
+                f"still the example's {c.ocpp.password!r}: set the password this charger "
+                "is given in its OCPP settings (or remove the key for no password)",
+            )
+    export, ocpp = config.export, config.ocpp
+    if export.enabled and export.port == ocpp.port and ocpp.port != 0:
+        raise SchemaError("export.port", f"{export.port} is also ocpp.port: give each its own")
+    if ocpp.tls_cert is not None and ocpp.tls_key is not None and not offline:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                ocpp.tls_cert, ocpp.tls_key
+            )
+        except (ssl.SSLError, OSError) as exc:
+            raise SchemaError(
+                "ocpp.tls_cert",
+                f"{ocpp.tls_cert} with {ocpp.tls_key} does not load as a PEM certificate "
+                f"and key: {exc.strerror or exc}",
+            ) from exc

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -184,7 +185,10 @@ async def serve(config: Config, notifier: Notifier) -> None:
             gateway.reload(load_runnable_config(config.path))
         except TomlError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
-        notifier.ready("reloaded")
+        except Exception:  # a reload must never take control away or hang systemd
+            log.exception("reload failed, keeping the running config")
+        finally:
+            notifier.ready("reloaded")
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -213,9 +217,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_log_arguments(parser)
 
 
+# The daemon's own descriptors (files, the loop, web clients), with room to spare.
+_OWN_FDS = 64
+# asyncio accepts up to 100 connections per wake-up of a listener (its backlog) before
+# the export server's cap closes the extras, so a flood holds that many for a moment.
+_ACCEPT_BATCH = 100
+
+
+def descriptors_needed(config: Config) -> int:
+    """One per charger, Modbus client (capped) and meter, plus the daemon's own."""
+    per_device = len(config.chargers) + config.export.max_clients + len(config.meters)
+    return per_device + _OWN_FDS + _ACCEPT_BATCH
+
+
+def budget_descriptors(config: Config) -> None:
+    """Raise the soft open-files limit to what the config needs, so a charger always
+    finds a descriptor (the unit's LimitNOFILE sets the hard limit)."""
+    need = descriptors_needed(config)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        soft = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft != resource.RLIM_INFINITY and soft < need:
+        log.warning("only %d file descriptors for the %d this config needs", soft, need)
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_runnable_config(args.config)
     setup_logging(args.log_level or config.log.level, show_libraries=config.log.show_libraries)
+    budget_descriptors(config)
     try:
         asyncio.run(serve(config, Notifier.from_environment()))
     except OSError as exc:  # a port in use, an address not on this machine

@@ -247,8 +247,13 @@ class Hub:
             pv_power_w=_nan(m.pv_power_w),
             battery_power_w=_nan(m.battery_power_w),
             battery_soc=_nan(m.battery_soc),
-            household_a=household or (math.nan,) * site.phases,
-            household_power_w=sum(household) * volts if household else math.nan,
+            net_load_a=household or (math.nan,) * site.phases,
+            net_load_power_w=sum(household) * volts if household else math.nan,
+            # No PV or battery meter: nothing produced or stored on site.
+            household_consumption_w=report.inputs.grid_power_w
+            + (m.pv_power_w or 0.0)
+            + (m.battery_power_w or 0.0)
+            - ev_power,
             ev_power_w=ev_power,
             headroom_a=headroom or (math.nan,) * site.phases,
             current_limit_a=in_force.main_breaker_a,

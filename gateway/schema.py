@@ -7,6 +7,7 @@ unknown keys are errors rather than silently ignored typos.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -23,6 +24,14 @@ class SchemaError(ValueError):
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message
+
+
+class SchemaErrors(ValueError):
+    """Several bad fields found in one read (`check-config` reports them all)."""
+
+    def __init__(self, errors: Sequence[SchemaError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = tuple(errors)
 
 
 def join(path: str, key: str | int) -> str:
@@ -81,6 +90,9 @@ class Table:
         self._read.add(key)
         if key not in self.data:
             if default is _MISSING:
+                typo = difflib.get_close_matches(key, list(self.data), 1, cutoff=0.8)
+                if typo and typo[0] not in self._read:
+                    raise SchemaError(self.at(typo[0]), f"unknown key; did you mean {key}?")
                 raise SchemaError(self.at(key), "is required")
             return default
         return self.data[key]
@@ -198,4 +210,6 @@ class Table:
     def finish(self) -> None:
         for key in self.data:
             if key not in self._read:
-                raise SchemaError(self.at(key), "unknown key")
+                near = difflib.get_close_matches(key, sorted(self._read), 1, cutoff=0.8)
+                hint = f"; did you mean {near[0]}?" if near else ""
+                raise SchemaError(self.at(key), f"unknown key{hint}")

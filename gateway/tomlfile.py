@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from gateway.schema import SchemaError, Table
+from gateway.schema import SchemaError, SchemaErrors, Table
 
 T = TypeVar("T")
 
@@ -34,6 +34,15 @@ class TomlError(Exception):
 
 def _split_dotted(text: str) -> tuple[str, ...]:
     return tuple(p.strip().strip("\"'") for p in text.split("."))
+
+
+class TomlErrors(TomlError):
+    """Several errors in one file; str() is the first, `errors` has them all in order."""
+
+    def __init__(self, errors: list[TomlError]) -> None:
+        first = errors[0]
+        super().__init__(first.file, first.line, first.key, first.message)
+        self.errors = errors
 
 
 class KeyLines:
@@ -91,13 +100,31 @@ class KeyLines:
         return None
 
 
+def _read_source(path: str | Path) -> str:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise TomlError(str(path), None, "", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise TomlError(
+            str(path), line, "", f"not UTF-8 (byte 0x{raw[exc.start]:02x}): save it as UTF-8"
+        ) from exc
+
+
+def error_at(path: str | Path, exc: SchemaError) -> TomlError:
+    """A schema error found after reading, located in the file it came from."""
+    return TomlError(
+        str(path), KeyLines(_read_source(path)).line_of(exc.path), exc.path, exc.message
+    )
+
+
 def read_toml(path: str | Path, read: Callable[[Table], T]) -> T:
     """Parse `path` and read it with `read`; every failure becomes a `TomlError`."""
     name = str(path)
-    try:
-        source = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TomlError(name, None, "", f"cannot read: {exc.strerror or exc}") from exc
+    source = _read_source(path)
     try:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as exc:
@@ -109,4 +136,9 @@ def read_toml(path: str | Path, read: Callable[[Table], T]) -> T:
         table.finish()
     except SchemaError as exc:
         raise TomlError(name, KeyLines(source).line_of(exc.path), exc.path, exc.message) from exc
+    except SchemaErrors as exc:
+        lines = KeyLines(source)
+        found = [TomlError(name, lines.line_of(e.path), e.path, e.message) for e in exc.errors]
+        found.sort(key=lambda e: e.line or 0)
+        raise TomlErrors(found) from exc
     return result

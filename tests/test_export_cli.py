@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from tests.conftest import ROOT, run_cli
-from tests.test_export_server import run, running, site_state, writable, write
+from tests.test_export_server import charger, run, running, site_state, writable, write
 
 
 def test_docs_registers_md_is_current() -> None:
@@ -51,6 +52,22 @@ async def status(port: int) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
+def test_home_assistant_example_is_complete() -> None:
+    """Every sensor has what HA needs for history and the energy panel; writing is shown."""
+    text = (ROOT / "docs" / "registers.md").read_text(encoding="utf-8")
+    yaml = text.split("## Home Assistant", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    sensors = yaml.split("script:")[0].split("      - name: ")[1:]
+    assert len(sensors) >= 9
+    for sensor in sensors:
+        assert "unique_id: evse_gateway_" in sensor, sensor
+        assert "state_class: measurement" in sensor, sensor
+        if 'unit_of_measurement: "W"' in sensor:
+            assert "device_class: power" in sensor, sensor
+    assert any("household consumption" in s for s in sensors)
+    assert "action: modbus.write_register" in yaml
+    assert "address: 500" in yaml and "value: 160" in yaml
+
+
 def test_status_prints_site_and_chargers_of_a_running_gateway() -> None:
     async def body() -> None:
         async with running(writable()) as (server, client):
@@ -65,9 +82,13 @@ def test_status_prints_site_and_chargers_of_a_running_gateway() -> None:
         grid = next(line for line in lines if line.strip().startswith("grid A"))
         assert grid.split()[2:5] == ["4.5", "-6.5", "8"]
         assert "overrides: site current 16 A, site power -" in out
+        # Household is the house's consumption; the grid-minus-chargers figure is named apart.
+        assert "household 3300 W (net of PV and battery 900 W)" in out
         rows = [line.split() for line in lines if "wallbox-" in line]
         assert [r[1] for r in rows] == ["wallbox-0", "wallbox-1", "wallbox-2"]
-        assert rows[1][:8] == ["1", "wallbox-1", "yes", "Charging", "3", "solar", "9.5", "10.25"]
+        # Rounded as a display reads (10.25 A -> 10.2, 5601 W whole).
+        assert rows[1][:8] == ["1", "wallbox-1", "yes", "Charging", "3", "solar", "9.5", "10.2"]
+        assert rows[1][11] == "5601"
         assert "paused" in rows[1] and "paused" not in rows[0]
         assert " ".join(rows[0][-2:]) == "solar surplus"
 
@@ -91,5 +112,19 @@ def test_status_says_when_no_gateway_answers(tmp_path: Path) -> None:
         assert err.strip() == f"error: 127.0.0.1:{port}: cannot connect " + (
             "(is the gateway running and [export] enabled?)"
         )
+
+    run(body)
+
+
+def test_status_says_offline_for_an_offline_charger_not_its_last_reason() -> None:
+    async def body() -> None:
+        async with running() as (server, _):
+            state = site_state(updated_unix=time.time())
+            server.publish(replace(state, chargers=(charger(0), charger(1, online=False))))
+            code, out, err = await status(server.port)
+        assert code == 0, err
+        rows = {line.split()[1]: line for line in out.splitlines() if "wallbox-" in line}
+        assert rows["wallbox-1"].endswith(" offline")
+        assert rows["wallbox-0"].endswith(" solar surplus")
 
     run(body)

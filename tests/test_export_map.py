@@ -64,7 +64,7 @@ def test_map_rows_are_versioned_and_writes_are_single_uint16() -> None:
     ("old", "new", "message"),
     [
         ("grid_power_l1,site,102,", "grid_power_l1,site,103,", "expected 102"),
-        ("reserved,site,150,reserved[350]", "reserved,site,150,reserved[349]", "expected 499"),
+        ("reserved,site,152,reserved[348]", "reserved,site,152,reserved[347]", "expected 499"),
         ("reserved,charger,83,reserved[17]", "reserved,charger,83,reserved[16]", "ends at 99,"),
         ("power,charger,32,float32", "power,charger,32,float64", "unknown type"),
         ("enable_override,charger,81,uint16", "enable_override,charger,81,int16", "writable"),
@@ -153,7 +153,7 @@ def test_export_config_defaults_and_values(tmp_path: Path) -> None:
             "export.allowed_clients[0]: not an IP address or network: '10.0.0.300'",
         ),
         ("override_timeout_s = 1", "export.override_timeout_s: must be >= 5"),
-        ("write_enabled = true", "export.write_enabled: unknown key"),
+        ("write_enabled = true", "export.write_enabled: unknown key; did you mean writes_enabled?"),
         ("unit_id = 0", "export.unit_id: must be >= 1"),
     ],
 )

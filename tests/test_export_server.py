@@ -70,8 +70,9 @@ def site_state(cycle: int = 7, chargers: int = 3, **kw: Any) -> ExportState:
         pv_power_w=3200.0,
         battery_power_w=-800.0,
         battery_soc=55.5,
-        household_power_w=900.0,
-        household_a=(1.0, 2.0, NAN),
+        net_load_power_w=900.0,
+        net_load_a=(1.0, 2.0, NAN),
+        household_consumption_w=3300.0,
         ev_power_w=7400.0,
         headroom_a=(10.5, 11.5, 12.5),
         current_limit_a=20.0,
@@ -129,7 +130,7 @@ def same(a: Any, b: Any) -> bool:
 SITE_EXPECTED = {
     "marker": "EVGW",
     "map_version_major": 1,
-    "map_version_minor": 0,
+    "map_version_minor": 1,
     "charger_count": 3,
     "charger_base": 1000,
     "charger_stride": 100,
@@ -154,10 +155,11 @@ SITE_EXPECTED = {
     "pv_power": 3200.0,
     "battery_power": -800.0,
     "battery_soc": 55.5,
-    "household_power": 900.0,
-    "household_current_l1": 1.0,
-    "household_current_l2": 2.0,
-    "household_current_l3": NAN,
+    "net_load_power": 900.0,
+    "net_load_current_l1": 1.0,
+    "net_load_current_l2": 2.0,
+    "net_load_current_l3": NAN,
+    "household_consumption": 3300.0,
     "ev_power": 7400.0,
     "headroom_l1": 10.5,
     "headroom_l2": 11.5,
@@ -308,8 +310,8 @@ def test_cycle_counter_moves_and_concurrent_readers_see_whole_cycles() -> None:
             pv_power_w=n,
             battery_power_w=n,
             battery_soc=n,
-            household_power_w=n,
-            household_a=phase,
+            net_load_power_w=n,
+            net_load_a=phase,
             ev_power_w=n,
             headroom_a=phase,
             breaker_limit_a=n,
@@ -517,3 +519,17 @@ def test_fc23_reads_the_image_and_coils_are_not_part_of_the_map() -> None:
             assert server.overrides().site_current_a == 16.0
 
     run(body)
+
+
+def test_allowed_clients_match_ipv4_mapped_client_addresses() -> None:
+    """A dual-stack socket reports an IPv4 client as ::ffff:a.b.c.d."""
+    import ipaddress
+
+    from gateway.export.overrides import ACCEPTED, OverrideBook
+
+    local = (ipaddress.ip_network("192.168.1.0/24"),)
+    book = OverrideBook(writable(allowed_clients=local), load_map())
+    state = site_state()
+    assert book.write(500, [100], state, "::ffff:10.0.0.9", 1000.0) != ACCEPTED
+    assert book.write(500, [100], state, "::ffff:192.168.1.20", 1000.0) == ACCEPTED
+    assert book.overrides(1000.0).site_current_a == 10.0

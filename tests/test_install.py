@@ -248,6 +248,17 @@ def test_a_bad_config_stops_the_restart(tmp_path):
     assert cli(root, "--version").stdout.strip() == f"evse-gateway {__version__}"
 
 
+def test_the_unedited_example_with_its_placeholder_password_is_not_started(tmp_path):
+    source = make_source(tmp_path / "src")
+    (source / "config/example.toml").write_text(EXAMPLE + 'password = "change-me"\n')
+    root = make_pi_root(tmp_path / "root")
+    result = install(source, root)
+    assert result.returncode == 2
+    assert f"{root / CONFIG}:14: chargers[0].password: still the example's" in result.stderr
+    assert "not (re)starting evse-gateway" in result.stderr
+    assert "restart" not in result.stdout
+
+
 def test_uninstall_keeps_config_and_purge_removes_it(tmp_path):
     source = make_source(tmp_path / "src")
     root = make_pi_root(tmp_path / "root")

@@ -109,7 +109,7 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path: Path):
     )
     assert result.returncode == 1
     assert "--plot needs matplotlib" in result.stderr
-    assert "pip install 'evse-gateway[plot]'" in result.stderr
+    assert "pip install matplotlib (in a clone: pip install '.[plot]')" in result.stderr
     assert not (ROOT / "x.png").exists()
 
 

@@ -25,6 +25,10 @@ class ExportConfig:
     # Empty: any client may write (when writes are enabled).
     allowed_clients: tuple[IPNetwork, ...] = ()
     override_timeout_s: float = 60.0
+    # Bounded so a LAN flood cannot take the file descriptors OCPP chargers need.
+    max_clients: int = 16
+    # Silent connections (half-open ones included) are dropped after this.
+    idle_timeout_s: float = 120.0
 
 
 def _network(text: str, path: str) -> IPNetwork:
@@ -50,6 +54,8 @@ def read_export(top: Table) -> ExportConfig:
             _network(c, join(t.at("allowed_clients"), i)) for i, c in enumerate(clients)
         ),
         override_timeout_s=t.number("override_timeout_s", 60.0, lo=5, hi=3600),
+        max_clients=t.integer("max_clients", 16, lo=1, hi=256),
+        idle_timeout_s=t.number("idle_timeout_s", 120.0, lo=5, hi=3600),
     )
     t.finish()
     return config

@@ -24,7 +24,17 @@ _TITLES = {
     "command": "Commands (writable where access is RW)",
 }
 # Registers shown in the Home Assistant example: the ones dashboards start with.
-_HA_SITE = ("grid_power", "pv_power", "battery_power", "battery_soc", "ev_power", "headroom_l1")
+_HA_SITE = (
+    "grid_power",
+    "pv_power",
+    "battery_power",
+    "battery_soc",
+    "household_consumption",
+    "ev_power",
+    "headroom_l1",
+)
+# unit -> Home Assistant device_class, so dashboards and the energy panel know the sensor.
+_HA_CLASS = {"W": "power", "A": "current", "V": "voltage", "%": "battery", "Wh": "energy"}
 _HA_CHARGER = ("allocated_current", "power")
 _HOST = "192.168.1.50"
 
@@ -85,12 +95,17 @@ def _ha_sensor(name: str, row: Register, address: int) -> list[str]:
     data_type = {"float32": "float32", "uint32": "uint32"}.get(row.type, "uint16")
     lines = [
         f'      - name: "evse-gateway {name}"',
+        f"        unique_id: evse_gateway_{name.replace(' ', '_')}",
         f"        address: {address}",
         "        input_type: input",
         f"        data_type: {data_type}",
     ]
     if row.unit:
         lines.append(f'        unit_of_measurement: "{row.unit}"')
+    if row.unit in _HA_CLASS:
+        lines.append(f"        device_class: {_HA_CLASS[row.unit]}")
+    state_class = "total_increasing" if row.unit == "Wh" else "measurement"
+    lines.append(f"        state_class: {state_class}")
     if data_type == "float32":
         lines.append("        precision: 1")
     return lines
@@ -116,6 +131,21 @@ def _home_assistant(regmap: RegisterMap, port: int) -> list[str]:
         row = rows[(CHARGER_BLOCK, name)]
         label = "charger 0 " + name.replace("_", " ")
         lines += _ha_sensor(label, row, CHARGER_BASE + row.address)
+    limit = rows[("command", "site_current_limit")]
+    lines += [
+        "",
+        "# Writing needs writes_enabled = true (and this host in allowed_clients): cap the",
+        f"# site at 16 A per phase ({limit.name}, scale {limit.scale:g}); the limit lapses",
+        "# after override_timeout_s unless written again, so repeat it from an automation.",
+        "script:",
+        "  evse_gateway_cap_16a:",
+        "    sequence:",
+        "      - action: modbus.write_register",
+        "        data:",
+        "          hub: evse_gateway",
+        f"          address: {limit.address}",
+        f"          value: {round(16 * limit.scale)}",
+    ]
     return [*lines, "```"]
 
 

@@ -143,6 +143,9 @@ class OverrideBook:
             ip = ipaddress.ip_address(client)
         except ValueError:
             return False
+        # A server listening on "::" sees IPv4 clients as ::ffff:a.b.c.d.
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
         return any(ip in net for net in self.config.allowed_clients)
 
     @staticmethod

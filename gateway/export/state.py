@@ -58,8 +58,11 @@ class ExportState:
     pv_power_w: float = NAN
     battery_power_w: float = NAN
     battery_soc: float = NAN
-    household_power_w: float = NAN
-    household_a: tuple[float, ...] = UNKNOWN3
+    # Grid minus chargers: what the fuse sees besides the cars (net of PV and battery).
+    net_load_power_w: float = NAN
+    net_load_a: tuple[float, ...] = UNKNOWN3
+    # "Household" is the house's own consumption, everywhere (registers, status, demo).
+    household_consumption_w: float = NAN
     ev_power_w: float = NAN
     headroom_a: tuple[float, ...] = UNKNOWN3
     current_limit_a: float = NAN  # site current limit in force (fuse or external)

@@ -64,7 +64,7 @@ async def _status(args: argparse.Namespace) -> str:
                 raise StatusError(f"read {address}..{address + count - 1}: {rr}")
             return list(rr.registers)
 
-        fixed = await read(0, 100) + await read(100, 50)
+        fixed = await read(0, 100) + await read(100, 52)
         header = regmap.values("header", fixed)
         if header["marker"] != MARKER:
             raise StatusError(f"not an evse-gateway register map (marker {header['marker']!r})")
@@ -96,7 +96,11 @@ async def _status(args: argparse.Namespace) -> str:
 def fmt(value: Any, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    # As a display reads: whole watts and volts above 100, one decimal below.
+    if isinstance(value, float):
+        text = f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}".removesuffix(".0")
+    else:
+        text = str(value)
     return f"{text} {unit}" if unit else text
 
 
@@ -126,9 +130,10 @@ def _site_lines(s: dict[str, Any], c: dict[str, Any]) -> list[str]:
         row("grid A", "grid_current"),
         row("grid W", "grid_power", s["grid_power"]),
         row("voltage V", "voltage"),
-        row("household A", "household_current"),
+        row("net load A", "net_load_current"),
         row("headroom A", "headroom"),
-        f"  household {fmt(s['household_power'], 'W')}, PV {fmt(s['pv_power'], 'W')}, "
+        f"  household {fmt(s['household_consumption'], 'W')} "
+        f"(net of PV and battery {fmt(s['net_load_power'], 'W')}), PV {fmt(s['pv_power'], 'W')}, "
         f"battery {fmt(s['battery_power'], 'W')} at {fmt(s['battery_soc'], '%')}, "
         f"EV {fmt(s['ev_power'], 'W')}",
         f"  breaker {fmt(s['breaker_limit'], 'A')} ({fmt(s['breaker_limit_power'], 'W')}), "
@@ -180,7 +185,8 @@ def _charger_lines(chargers: list[dict[str, Any]]) -> list[str]:
                     fmt(ch["power"]),
                     fmt(ch["session_energy"]),
                     " ".join(o for o in override if o) or "-",
-                    reasons.get(ch["reason"], "-"),
+                    # An offline charger's last reason would read as if it were live.
+                    "offline" if ch["online"] == 0 else reasons.get(ch["reason"], "-"),
                 )
             )
         )

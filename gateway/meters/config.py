@@ -6,7 +6,7 @@ agree on the line settings; the reader says which key disagrees.
 
 from __future__ import annotations
 
-import os
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,16 +96,30 @@ def _read_profile(t: Table, base_dir: Path) -> tuple[str, Profile]:
         raise SchemaError(t.at("profile_file"), f"bad profile: {exc}") from exc
 
 
+def _with_port(host: str) -> bool:
+    """True for "192.168.1.60:502" or "meter.local:502" (an IPv6 address has colons)."""
+    _, colon, port = host.rpartition(":")
+    if not colon or not port.isdigit():
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
+
+
 def read_connection(t: Table) -> Connection:
     if t.has("host"):
         host = t.string("host")
+        if _with_port(host):
+            raise SchemaError(t.at("host"), f"{host!r} has a port: write it as port = N")
         transport = t.choice("transport", TRANSPORTS, "tcp")
         return Connection(transport, host=host, port=t.integer("port", 502, lo=1, hi=65535))
     if t.has("transport"):
         raise SchemaError(t.at("transport"), "only with host (a serial port is always RTU)")
+    # Whether the serial port exists is a question about this machine, asked before
+    # running (gateway.config.check_runnable), so a config can be desk-checked elsewhere.
     device = t.string("port")
-    if not os.path.exists(device):
-        raise SchemaError(t.at("port"), f"serial port {device} does not exist")
     return Connection(
         "rtu",
         device=device,

@@ -3,13 +3,19 @@
 For an installer checking the wiring before writing the config: every profile is tried on
 every unit id, values are checked for plausibility (a float meter read as an integer one
 gives absurd voltages), and a unit that does not answer is given up after one timeout.
+Related profiles often all fit one device (an SDM630 also answers the SDM120's
+registers), so the plausible answers are ranked by how complete their decode is, the
+best one recommended with a ready `[[meters]]` block. Misfits only with `-v`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import os
+import socket
 import sys
 
 from gateway.meters.config import PARITIES, TRANSPORTS, Connection, MeterConfig, builtin_meter
@@ -36,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", action="append", help="only these profiles (repeatable)")
     parser.add_argument("--timeout", type=float, default=0.3, help="seconds per request")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also show the profiles that do not fit"
+    )
 
 
 def plausible(values: dict[str, float]) -> bool:
@@ -96,8 +105,67 @@ def _candidates(args: argparse.Namespace, connection: Connection) -> list[MeterC
     return out
 
 
+# name suffix -> (unit shown, divisor, decimals): what an installer reads off the display
+_UNITS = {
+    "v": ("V", 1, 1),
+    "a": ("A", 1, 2),
+    "w": ("W", 1, 0),
+    "wh": ("kWh", 1000, 2),
+    "hz": ("Hz", 1, 2),
+    "pct": ("%", 1, 1),
+}
+
+
+def human(name: str, value: float) -> str:
+    """`energy_import_wh` 12345600 -> "energy_import 12345.60 kWh"."""
+    stem, _, suffix = name.rpartition("_")
+    if stem and suffix in _UNITS:
+        unit, divisor, decimals = _UNITS[suffix]
+        return f"{stem} {value / divisor:.{decimals}f} {unit}"
+    return f"{name} {value:g}"
+
+
 def _fmt(values: dict[str, float]) -> str:
-    return "  ".join(f"{k}={v:.6g}" for k, v in sorted(values.items()))
+    return ", ".join(human(k, v) for k, v in sorted(values.items()))
+
+
+def why_not_open(connection: Connection) -> str:
+    """The reason a port or host could not be opened, in the installer's terms."""
+    if connection.transport == "rtu":
+        device = connection.device
+        if not os.path.exists(device):
+            return f"{device} does not exist (adapter not plugged in? ls /dev/serial/by-id/)"
+        if not os.access(device, os.R_OK | os.W_OK):
+            return f"no permission on {device} (run as a user in the dialout group)"
+        return f"{device} exists but did not open (in use by another program, e.g. the service?)"
+    try:
+        with socket.create_connection((connection.host, connection.port), timeout=2.0):
+            return f"{connection.host}:{connection.port} accepted, then failed"
+    except OSError as exc:
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0) or str(exc)
+        return f"{connection.host}:{connection.port}: {reason}"
+
+
+def meters_block(cfg: MeterConfig, connection: Connection) -> list[str]:
+    """A `[[meters]]` entry for the config, as probed."""
+    if connection.transport == "rtu":
+        where = [f'port = "{connection.device}"', f"baud = {connection.baud}"]
+        if connection.parity != "N":
+            where.append(f'parity = "{connection.parity}"')
+        if connection.stopbits != 1:
+            where.append(f"stopbits = {connection.stopbits}")
+    else:
+        where = [f'host = "{connection.host}"', f"port = {connection.port}"]
+        if connection.transport != "tcp":
+            where.append(f'transport = "{connection.transport}"')
+    return [
+        "[[meters]]",
+        f'name = "{cfg.role}"',
+        f'model = "{cfg.model}"',
+        f'role = "{cfg.role}"',
+        *where,
+        f"unit_id = {cfg.unit_id}",
+    ]
 
 
 async def probe(args: argparse.Namespace, out=sys.stdout) -> int:
@@ -112,10 +180,10 @@ async def probe(args: argparse.Namespace, out=sys.stdout) -> int:
     devices = [Device(c, lambda: 0.0) for c in candidates]
     bus = Bus(connection, devices)
     print(f"probing {connection.describe()}", file=out)
-    found = 0
+    found: list[tuple[int, bool, MeterConfig]] = []
     try:
         if not await bus.link.connect(2.0):
-            print(f"cannot open {connection.describe()}", file=out)
+            print(f"cannot open {connection.describe()}: {why_not_open(connection)}", file=out)
             return 1
         silent: set[int] = set()
         for device in devices:
@@ -130,17 +198,31 @@ async def probe(args: argparse.Namespace, out=sys.stdout) -> int:
             values = {k: r.value for k, r in device.values.items()}
             where = f"unit {cfg.unit_id}: {cfg.model} as {cfg.role}"
             if plausible(values):
-                found += 1
+                found.append((len(values), device.ok, cfg))
                 note = "" if device.ok else f" (partly: {device.error})"
                 print(f"{where}: answers{note}\n    {_fmt(values)}", file=out)
+            elif not args.verbose:
+                continue
             elif values:
                 print(f"{where}: answers, values do not fit\n    {_fmt(values)}", file=out)
             else:
                 print(f"{where}: {device.error}", file=out)
     finally:
         bus.link.close()
-    print(f"{found} plausible answer(s)", file=out)
-    return 0 if found else 1
+    if not found:
+        print("nothing plausible answered (-v shows what did not fit)", file=out)
+        return 1
+    # The most complete decode first; a complete read beats one with failed registers.
+    found.sort(key=lambda f: (f[0], f[1]), reverse=True)
+    count, _, best = found[0]
+    others = ", ".join(f"{c.model}" for _, _, c in found[1:])
+    print(
+        f"\nrecommended: {best.model} as {best.role} on unit {best.unit_id} "
+        f"({count} plausible values" + (f"; also fit, with fewer: {others})" if others else ")"),
+        file=out,
+    )
+    print("\n".join(meters_block(best, connection)), file=out)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,9 +2,9 @@
 
 The site (`gateway/sim/demo/site.toml`: a sunny day, a house, a battery, four cars) runs
 live: its grid meter and hybrid inverter are real Modbus TCP servers, its chargers real
-OCPP clients (two 1.6, two 2.0.1). The gateway (`gateway/sim/demo/gateway.toml`, also
-`config/demo.toml`) polls, allocates and commands them exactly as it would a real site,
-and a table shows every cycle.
+OCPP clients (two 1.6, two 2.0.1). The gateway (`gateway/sim/demo/gateway.toml`) polls,
+allocates and commands them exactly as it would a real site, and a table shows every
+cycle.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--free-ports",
         action="store_true",
-        help="use any free ports instead of those in config/demo.toml",
+        help="use any free ports instead of those in gateway/sim/demo/gateway.toml",
     )
     parser.add_argument(
         "--every", type=int, default=1, help="print the table every N cycles (default 1)"

@@ -18,7 +18,7 @@ def check_matplotlib() -> None:
     except ImportError:
         raise PlotUnavailable(
             "--plot needs matplotlib, which is not installed: "
-            "pip install 'evse-gateway[plot]' (or pip install matplotlib)"
+            "pip install matplotlib (in a clone: pip install '.[plot]')"
         ) from None
 
 
