@@ -91,7 +91,12 @@ BAD_INPUTS = [
     (
         "negative breaker",
         lambda d: d["site"].update(main_breaker_a=-25),
-        "site.main_breaker_a: must be >= 0",
+        "site.main_breaker_a: must be >= 1",
+    ),
+    (
+        "zero breaker",
+        lambda d: d["site"].update(main_breaker_a=0),
+        "site.main_breaker_a: must be >= 1",
     ),
     (
         "grid phases",

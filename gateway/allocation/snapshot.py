@@ -61,7 +61,7 @@ def read_site(t: Table) -> Site:
     site = Site(
         voltage_v=t.number("voltage_v", 230.0, lo=100, hi=300),
         phases=_site_phases(t),
-        main_breaker_a=t.number("main_breaker_a", lo=0),
+        main_breaker_a=t.number("main_breaker_a", lo=1),  # 0 A would stop every car silently
         max_import_w=t.number("max_import_w", None, lo=0),
         distribution=Distribution(
             t.choice("distribution", [d.value for d in Distribution], "priority")
