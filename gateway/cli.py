@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("gateway.meters.probe", "find meters and inverters on a serial port or host"),
     "sessions": ("gateway.sessionlog", "print the charging session log"),
     "passwd": ("gateway.web.auth", "set the owner's password (or make a token) for the web page"),
+    "settings": ("gateway.web.settings_command", "read or change a running gateway's settings"),
 }
 
 

@@ -267,6 +267,29 @@ def test_rest_changes_a_mode_the_charger_follows_and_it_survives_a_restart(tmp_p
                 await c1_until("allocated_a", 0)
                 await until(lambda: point.installs > installs, 10, "profiles sent again")
                 assert point.effective_limit_a() == 0
+                # The CLI goes through the same API: without the token it is refused,
+                # with it the change is in force.
+                web_url = base.removesuffix("/api/v1")
+                cli = [sys.executable, "-m", "gateway", "settings", "--url", web_url]
+                env = {k: v for k, v in os.environ.items() if k != "EVSE_GATEWAY_TOKEN"}
+                refused = await asyncio.to_thread(
+                    subprocess.run, [*cli, "c1.mode=eco"], capture_output=True, text=True, env=env
+                )
+                assert refused.returncode == 2 and "401" in refused.stderr, refused.stderr
+                taken = await asyncio.to_thread(
+                    subprocess.run,
+                    [*cli, "c1.mode=eco", "c1.max_current_a=10"],
+                    capture_output=True,
+                    text=True,
+                    env=env | {"EVSE_GATEWAY_TOKEN": TOKEN},
+                )
+                assert taken.returncode == 0, taken.stderr
+                assert json.loads(taken.stdout)["chargers"]["c1"] == {
+                    "mode": "eco",
+                    "max_current_a": 10.0,
+                }
+                await c1_until("mode", "eco")
+                await until(lambda: point.effective_limit_a() == 6, 20, "eco minimum 6 A")
                 # The page's login: a wrong password is refused and rate-limited.
                 statuses = []
                 for _ in range(6):
@@ -380,3 +403,21 @@ def test_a_reload_takes_a_new_password_but_not_a_new_port(tmp_path):
         assert gateway.web.config().port == 0
 
     asyncio.run(scenario())
+
+
+def test_the_settings_command_builds_the_api_document_and_refuses_bad_words():
+    from gateway.web.settings_command import UsageError, document
+
+    assert document(["g.mode=solar", "g.max_current_a=10", "site.current_limit_a=config"]) == {
+        "chargers": {"g": {"mode": "solar", "max_current_a": 10.0}},
+        "site": {"current_limit_a": None},
+    }
+    for bad in ("g.mode", "mode=eco", "g.colour=red", "site.mode=eco", "g.max_current_a=ten"):
+        with pytest.raises(UsageError):
+            document([bad])
+    no_gateway = subprocess.run(
+        [sys.executable, "-m", "gateway", "settings", "--url", f"http://127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+    )
+    assert no_gateway.returncode == 1 and "no gateway answered" in no_gateway.stderr
