@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.sim.report import summary
 from gateway.sim.scenario import load_scenario
 from gateway.sim.simulation import simulate
 from gateway.tomlfile import TomlError
@@ -178,6 +179,8 @@ def test_evening_four_cars_never_overload_the_fuse_beyond_one_reaction():
     # Phase A is full while the oven is on: the late cars wait for it, nobody is cut.
     assert [c.starts for c in tally.chargers] == [1, 1, 0, 0]
     assert all(c.stops == 0 for c in tally.chargers)
+    # The report says that such brief excursions are expected, not a fault.
+    assert "brief excursions within the reaction time are expected" in summary(result)
 
 
 def test_evening_four_cars_all_charged_by_morning():

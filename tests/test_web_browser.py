@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -32,9 +33,21 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """`tests.waiting.until` for this synchronous browser session; returns the true value."""
+    """`tests.waiting.until` for this synchronous browser session; returns the true value.
+
+    The page redraws its rows every cycle, so an element found a moment ago may be gone:
+    that counts as "not yet" and the condition is tried again.
+    """
     found: list[Any] = []
-    asyncio.run(until(lambda: found.append(condition()) or found[-1], timeout, what))
+
+    def attempt() -> Any:
+        try:
+            found.append(condition())
+        except StaleElementReferenceException:
+            found.append(None)
+        return found[-1]
+
+    asyncio.run(until(attempt, timeout, what))
     return found[-1]
 
 
@@ -101,8 +114,14 @@ def test_the_page_updates_live_and_a_mode_button_changes_the_chargers_limit(tmp_
         first = wait(lambda: "cycle" in text("#updated") and text("#updated"), 20, "a cycle")
         wait(lambda: text("#updated") != first, 10, "the page to update without a reload")
         assert "Read-only" in text("#access")
-        buttons = browser.find_elements(By.CSS_SELECTOR, ".modes button")
-        assert buttons and not any(b.is_enabled() for b in buttons)
+        wait(
+            lambda: (
+                (b := browser.find_elements(By.CSS_SELECTOR, ".modes button"))
+                and not any(x.is_enabled() for x in b)
+            ),
+            5,
+            "mode buttons shown, all disabled while read-only",
+        )
         charging = wait(
             lambda: next((c for c in api(base, "chargers") if c["allocated_a"] > 0), None),
             30,
@@ -114,14 +133,26 @@ def test_the_page_updates_live_and_a_mode_button_changes_the_chargers_limit(tmp_
         wait(lambda: "Logged in" in text("#access"), 10, "the login")
         button = f'#charger-{cid} button[data-mode="off"]'
         wait(lambda: browser.find_element(By.CSS_SELECTOR, button).is_enabled(), 5, "buttons on")
-        browser.find_element(By.CSS_SELECTOR, button).click()
+
+        def click() -> bool:
+            browser.find_element(By.CSS_SELECTOR, button).click()
+            return True
+
+        wait(click, 5, f"a click on {button}")
         wait(
             lambda: next(c for c in api(base, "chargers") if c["id"] == cid)["allocated_a"] == 0,
             10,
             f"{cid}'s limit to drop to 0 A",
         )
         wait(lambda: text(f"#charger-{cid} .limit") == "limit 0.0 A", 10, "the page to show it")
-        assert "active" in browser.find_element(By.CSS_SELECTOR, button).get_attribute("class")
+        wait(
+            lambda: (
+                "active"
+                in (browser.find_element(By.CSS_SELECTOR, button).get_attribute("class") or "")
+            ),
+            5,
+            "the off button marked active",
+        )
         shot = tmp_path / "page.png"
         browser.save_screenshot(str(shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

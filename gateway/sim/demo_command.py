@@ -38,7 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="use any free ports instead of those in gateway/sim/demo/gateway.toml",
     )
     parser.add_argument(
-        "--every", type=int, default=1, help="print the table every N cycles (default 1)"
+        "--every",
+        type=int,
+        default=None,
+        help="print the table every N cycles (default: 1 on a terminal, 20 into a pipe or file)",
     )
 
 
@@ -47,21 +50,60 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}"
 
 
-class Table:
-    """The live table: site figures, then one line per charger."""
+LEGEND = (
+    "signs: grid + import / - export (A per phase); battery + discharge / - charge; "
+    "household = the house's own consumption"
+)
+EVENTS_SHOWN = 8
 
-    def __init__(self, live: LiveSite, out: TextIO, every: int) -> None:
+
+class Table:
+    """The live table: site figures, one line per charger, and the latest events.
+
+    On a terminal the table is redrawn in place every `every` cycles; into a pipe or a
+    file only the events (a charger's limit or status changing) are printed, with the
+    table every `every` cycles.
+    """
+
+    def __init__(self, live: LiveSite, out: TextIO, every: int | None) -> None:
         self.live = live
         self.out = out
-        self.every = max(1, every)
         self.clear = out.isatty()
+        self.every = max(1, every if every is not None else (1 if self.clear else 20))
+        self.events: list[str] = []
+        self._seen: dict[str, tuple[float, str]] = {}
+        self.cycles = 0
+
+    def _note_events(self, report: CycleReport) -> list[str]:
+        commands = {c.id: c for c in report.decision.commands}
+        new = []
+        for charger in report.snapshot.chargers:
+            command = commands[charger.id]
+            before = self._seen.get(charger.id)
+            now = (command.limit_a, charger.status)
+            self._seen[charger.id] = now
+            if before is None or before == now:
+                continue
+            what = []
+            if before[1] != now[1]:
+                what.append(f"{before[1]} -> {now[1]}")
+            if before[0] != now[0]:
+                what.append(f"{before[0]:.1f} -> {now[0]:.1f} A")
+            why = command.detail or command.reason.text
+            new.append(f"{_clock(self.live.time_of_day_s)} {charger.id}: {', '.join(what)} ({why})")
+        self.events = (self.events + new)[-EVENTS_SHOWN:]
+        return new
 
     def __call__(self, report: CycleReport) -> None:
-        if report.number % self.every:
-            return
+        self.cycles = report.number
         live = self.live
         reading = live.reading
         if reading is None:
+            return
+        new_events = self._note_events(report)
+        if not self.clear and new_events:
+            print("\n".join(new_events), file=self.out, flush=True)
+        if report.number % self.every:
             return
         m = report.snapshot.measurements
         lines = [
@@ -72,6 +114,7 @@ class Table:
             f"PV {reading.pv_w / 1000:5.2f} kW   "
             f"battery {reading.battery_soc or 0:4.1f} % {reading.battery_w / 1000:+5.2f} kW   "
             f"grid {' '.join(f'{a:+6.1f}' for a in m.grid_current_a)} A",
+            LEGEND,
             f"{'charger':<9} {'mode':<9} {'status':<14} {'limit':>7} {'draw':>15}  reason",
         ]
         commands = {c.id: c for c in report.decision.commands}
@@ -82,8 +125,16 @@ class Table:
                 f"{charger.id:<9} {charger.mode.value:<9} {charger.status:<14} "
                 f"{command.limit_a:5.1f} A {draw:>13} A  {command.detail or command.reason.text}"
             )
+        if self.clear:
+            lines += ["", "latest events:", *(self.events or ["(none yet)"])]
         prefix = "\x1b[H\x1b[2J" if self.clear else ""
         print(prefix + "\n".join(lines) + ("" if self.clear else "\n"), file=self.out, flush=True)
+
+    def farewell(self) -> str:
+        return (
+            f"demo stopped after {self.cycles} cycles at site time "
+            f"{_clock(self.live.time_of_day_s)}; the chargers keep their failsafe profiles"
+        )
 
 
 async def run_demo(args: argparse.Namespace) -> None:
@@ -116,10 +167,9 @@ async def run_demo(args: argparse.Namespace) -> None:
         gateway_config = live.gateway_config()
     else:
         await live.start_meters(by_role["grid"], by_role["pv"])
-        gateway_config = live.gateway_config(
-            config.ocpp.port, config.export.port, config.web.port
-        )
-    gateway = Gateway(gateway_config, on_cycle=Table(live, sys.stdout, args.every))
+        gateway_config = live.gateway_config(config.ocpp.port, config.export.port, config.web.port)
+    table = Table(live, sys.stdout, args.every)
+    gateway = Gateway(gateway_config, on_cycle=table)
     stop = asyncio.Event()
     try:
         await gateway.start()
@@ -136,6 +186,7 @@ async def run_demo(args: argparse.Namespace) -> None:
         stop.set()
         await live.stop()
         await gateway.stop()
+        print(table.farewell(), flush=True)  # also after Ctrl-C
 
 
 def run(args: argparse.Namespace) -> int:

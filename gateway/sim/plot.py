@@ -27,6 +27,7 @@ def save_plot(result: Result, path: str | Path) -> None:
 
     matplotlib.use("Agg")  # files only, no display on a Pi
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     trace = result.trace
     assert trace is not None
@@ -69,7 +70,9 @@ def save_plot(result: Result, path: str | Path) -> None:
         soc.plot(hours, [s if s is not None else float("nan") for s in trace.battery_soc])
         soc.set_ylabel("battery SOC %")
         soc.set_ylim(0, 100)
-    axes[-1].set_xlabel("hour of day")
+    # A day that runs past midnight goes on at 00:00, not at hour 24, 25, ...
+    axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda h, _: f"{int(h) % 24:02d}:00"))
+    axes[-1].set_xlabel("time of day")
     fig.suptitle(str(sc.path))
     fig.tight_layout()
     fig.savefig(path, dpi=100)

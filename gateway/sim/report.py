@@ -56,6 +56,12 @@ def summary(result: Result) -> str:
                 f"{e.beyond_cycle_as:.1f} A·s beyond one cycle, "
                 f"{e.beyond_as:.1f} A·s beyond the reaction time"
             )
+    if any(e.peak_a > 0 for e in tally.phases):
+        lines += [
+            "    (a load step is over the breaker until the next cycle sees it and the cars",
+            "    follow: brief excursions within the reaction time are expected, and a fuse",
+            "    carries them; A·s beyond the reaction time would be a control fault)",
+        ]
     return "\n".join(lines)
 
 
