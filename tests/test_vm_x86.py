@@ -13,7 +13,20 @@ from pathlib import Path
 import pytest
 
 HARNESS = Path(__file__).parent / "vm" / "vm.sh"
-CHECKS = ["install", "started", "site", "journal_priority"]
+CHECKS = [
+    "install",
+    "started",
+    "site",
+    "journal_priority",
+    "reload",
+    "kill9",
+    "watchdog",
+    "badconfig",
+    "security",
+    "upgrade",
+    "uninstall",
+    "purge",
+]
 # Cold: debootstrap and the image (~3 min here); warm: the boot and the checks under TCG.
 BOOT_TIMEOUT_S = 1500
 
@@ -34,8 +47,8 @@ def vm_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str,
     results: dict[str, tuple[str, str]] = {}
     for line in log.splitlines():
         if line.startswith("VMCHECK "):
-            _, name, verdict, *detail = line.split(" ", 3) + [""]
-            results[name] = (verdict, detail[0] if detail else "")
+            _, name, verdict, detail = [*line.split(" ", 3), ""][:4]
+            results[name] = (verdict, detail)
     if "VMDONE" not in log:
         pytest.fail(f"the guest checks did not finish:\n{log[-3000:]}", pytrace=False)
     return results
