@@ -60,9 +60,9 @@ check watchdog "SIGSTOP -> killed by WatchdogSec=30 and restarted after $((SECON
 
 cp "$CONFIG" /root/config.good
 printf '[site]\nfuse_a = "sixty-three"\n' >>"$CONFIG"
-n0=$(systemctl show -P NRestarts evse-gateway)
-systemctl restart evse-gateway
+systemctl restart evse-gateway  # a manual restart resets NRestarts: count from the failure
 wait_for 30 bash -c '! systemctl is-active -q evse-gateway'
+n0=$(systemctl show -P NRestarts evse-gateway)
 sleep 12  # longer than RestartSec: a restart loop would have begun (the one fixed wait: proving an absence)
 check badconfig "bad config -> exit status $(systemctl show -P ExecMainStatus evse-gateway), state $(systemctl is-active evse-gateway), restarts $n0 -> $(systemctl show -P NRestarts evse-gateway)" \
     bash -c "[ \"\$(systemctl show -P ExecMainStatus evse-gateway)\" = 2 ] && [ \"\$(systemctl show -P NRestarts evse-gateway)\" = $n0 ] && ! systemctl is-active -q evse-gateway"
