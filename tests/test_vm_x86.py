@@ -60,3 +60,14 @@ def test_vm_check(vm_results: dict[str, tuple[str, str]], check: str) -> None:
     assert check in vm_results, f"guest.sh did not report {check!r}"
     verdict, detail = vm_results[check]
     assert verdict == "PASS", f"{check}: {detail}"
+
+
+# `systemd-analyze security evse-gateway` on bookworm's systemd 252 (docs/install.md).
+EXPOSURE_MAX = 1.6
+
+
+@pytest.mark.timeout(BOOT_TIMEOUT_S + 300)
+def test_vm_security_exposure_not_worse(vm_results: dict[str, tuple[str, str]]) -> None:
+    _, detail = vm_results.get("security", ("", ""))
+    score = float(detail.split("exposure", 1)[1])
+    assert score <= EXPOSURE_MAX, f"the unit's exposure rose to {score} (was {EXPOSURE_MAX})"
