@@ -34,6 +34,9 @@ test_os_packages() {
     # headless Chromium through its chromedriver.
     apt_install_missing systemd procps python3-venv python3-setuptools python3-wheel \
         chromium chromium-driver
+    # tests/test_vm_x86.py boots a Debian VM (tests/vm/vm.sh): debootstrap builds its root,
+    # mkfs.ext4 its disks, qemu runs it.
+    apt_install_missing qemu-system-x86 qemu-utils debootstrap e2fsprogs
 }
 
 venv_with() {  # $1: pip extras spec, e.g. "." or ".[test]"

@@ -116,8 +116,11 @@ live_systemctl() { # start/stop/restart/daemon-reload: never on a staged root
 check_os() {
     [ "$use_apt" = 1 ] || return 0
     local id="" id_like=""
-    # shellcheck disable=SC1091
-    [ -r /etc/os-release ] && . /etc/os-release && id=${ID:-} && id_like=${ID_LIKE:-}
+    # In subshells: os-release sets NAME, which would replace ours (the user and unit name).
+    if [ -r /etc/os-release ]; then
+        # shellcheck disable=SC1091
+        id=$(. /etc/os-release && echo "${ID:-}") && id_like=$(. /etc/os-release && echo "${ID_LIKE:-}")
+    fi
     case " $id $id_like " in
         *" debian "* | *" raspbian "*) ;;
         *) die "this installer supports Raspberry Pi OS / Debian (bookworm or newer); found '${id:-unknown}'.

@@ -137,15 +137,15 @@ class Table:
         )
 
 
-async def run_demo(args: argparse.Namespace) -> None:
-    from gateway.daemon import Gateway
+def demo_site(speed: float) -> LiveSite:
+    """The demo's site (meters not yet served), also run inside the VM tests (tests/vm)."""
     from gateway.sim.ev import EV
     from gateway.sim.live import LiveSite
 
     scenario = load_scenario(str(DEMO / "site.toml"))
     config = load_runnable_config(str(DEMO / "gateway.toml"))
     start = scenario.start_s
-    live = LiveSite(
+    return LiveSite(
         config,
         Premises(config.site, scenario.household, scenario.pv, scenario.battery),
         versions={c.id: "2.0.1" if c.ocpp.protocol == "2.0.1" else "1.6" for c in config.chargers},
@@ -155,12 +155,17 @@ async def run_demo(args: argparse.Namespace) -> None:
             )
             for s in scenario.sessions
         },
-        arrivals_s={
-            s.charger: max(0.0, (s.arrive_s - start) / args.speed) for s in scenario.sessions
-        },
+        arrivals_s={s.charger: max(0.0, (s.arrive_s - start) / speed) for s in scenario.sessions},
         day_start_s=start,
-        speed=args.speed,
+        speed=speed,
     )
+
+
+async def run_demo(args: argparse.Namespace) -> None:
+    from gateway.daemon import Gateway
+
+    live = demo_site(args.speed)
+    config = live.config
     by_role = {m.role: m.connection.port for m in config.meters}
     if args.free_ports:
         await live.start_meters()
