@@ -15,6 +15,7 @@ from gateway.export.config import ExportConfig, read_export
 from gateway.logsetup import LogConfig, read_log
 from gateway.meters.config import MeterConfig, read_meters
 from gateway.model import Charger, Site
+from gateway.mqtt.config import MqttConfig, read_mqtt
 from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
 from gateway.schema import SchemaError, Table
 from gateway.tomlfile import TomlError, read_toml
@@ -50,6 +51,7 @@ class Config:
     meters: tuple[MeterConfig, ...] = ()
     web: WebConfig = field(default_factory=WebConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
 def read_charger_config(t: Table, site: Site, control: ControlSettings) -> ChargerConfig:
@@ -89,6 +91,7 @@ def read_config(top: Table, path: str) -> Config:
         ocpp=read_ocpp(top),
         web=read_web(top),
         state=read_state(top),
+        mqtt=read_mqtt(top),
     )
 
 
