@@ -1,0 +1,294 @@
+"""MQTT against a real Mosquitto on 127.0.0.1: discovery valid for Home Assistant, state,
+a mode command reaching the charger's OCPP limit, a broker restart, auth + TLS, fleets.
+
+Each test starts its own broker (`/usr/sbin/mosquitto -c <generated conf>`, a free port,
+no persistence: a restarted broker has forgotten every retained message, so what is there
+afterwards the gateway published again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import replace
+from pathlib import Path
+
+import aiomqtt
+
+from gateway.config import load_config
+from gateway.daemon import Gateway
+from gateway.mqtt.config import MqttConfig
+from gateway.settings import OFF
+from gateway.sim.ev import EV
+from gateway.sim.live import LiveSite
+from gateway.sim.site import Premises
+from tests.ha_mqtt_schema import problems
+from tests.test_e2e import flat, free_port
+from tests.waiting import until
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+
+CONFIG = """
+[site]
+main_breaker_a = 25
+
+[control]
+cycle_s = 0.5
+stale_after_s = 2
+start_delay_s = 0
+min_pause_s = 0
+ramp_up_a_per_s = 50
+
+[[meters]]
+name = "grid"
+model = "sdm630"
+role = "grid"
+host = "127.0.0.1"
+port = 1
+interval_s = 0.2
+
+[ocpp]
+host = "127.0.0.1"
+port = 0
+meter_interval_s = 1
+refresh_s = 1
+validity_s = 3
+
+[export]
+enabled = false
+
+[web]
+enabled = false
+
+[[chargers]]
+id = "c1"
+mode = "standard"
+max_a = 16
+
+[[chargers]]
+id = "c2"
+mode = "standard"
+max_a = 16
+"""
+
+
+class Broker:
+    """A real mosquitto process; `restart` keeps the port (and forgets retained messages)."""
+
+    def __init__(self, directory: Path, extra: str = "", port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.conf = directory / f"mosquitto-{self.port}.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\npersistence false\n"
+            + (extra or "allow_anonymous true\n")
+        )
+        self.log = directory / f"mosquitto-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    async def start(self) -> None:
+        with open(self.log, "a") as out:
+            self.process = subprocess.Popen(
+                [MOSQUITTO, "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT
+            )
+        await until(self._listening, 10, lambda: f"mosquitto up: {self.log.read_text()}")
+
+    def _listening(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, self.log.read_text()
+        import socket
+
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(5)
+
+
+@asynccontextmanager
+async def broker(directory: Path, extra: str = "") -> AsyncIterator[Broker]:
+    b = Broker(directory, extra)
+    await b.start()
+    try:
+        yield b
+    finally:
+        b.kill()
+
+
+class Watcher:
+    """An MQTT client that keeps the newest payload of every topic and counts messages."""
+
+    def __init__(self, port: int, **client: object) -> None:
+        self.port = port
+        self.client = client
+        self.last: dict[str, bytes] = {}
+        self.count: dict[str, int] = {}
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> Watcher:
+        ready = asyncio.Event()
+
+        async def run() -> None:
+            async with aiomqtt.Client("127.0.0.1", self.port, **self.client) as c:
+                await c.subscribe("#")
+                ready.set()
+                async for m in c.messages:
+                    topic = m.topic.value
+                    self.last[topic] = bytes(m.payload)
+                    self.count[topic] = self.count.get(topic, 0) + 1
+
+        self._task = asyncio.create_task(run())
+        await asyncio.wait_for(ready.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        # A watcher of a broker the test killed ended with that broker.
+        with suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await self._task
+
+    def doc(self, topic: str) -> dict:
+        body = self.last.get(topic)
+        return json.loads(body) if body else {}
+
+    def discovery(self, node: str) -> dict[str, dict]:
+        return {
+            t: json.loads(p)
+            for t, p in self.last.items()
+            if t.startswith("homeassistant/") and f"/{node}/" in t and p
+        }
+
+
+async def send(port: int, topic: str, body: str) -> None:
+    async with aiomqtt.Client("127.0.0.1", port) as c:
+        await c.publish(topic, body, qos=1)
+
+
+def mqtt(port: int, **kw: object) -> MqttConfig:
+    return MqttConfig(enabled=True, port=port, publish_interval_s=2, **kw)  # type: ignore[arg-type]
+
+
+def test_discovery_state_mode_command_and_a_broker_restart(tmp_path):
+    async def scenario() -> None:
+        config_path = tmp_path / "gateway.toml"
+        config_path.write_text(CONFIG)
+        config = load_config(config_path)
+        live = LiveSite(
+            config,
+            Premises(config.site, flat(1000.0)),
+            versions={"c1": "2.0.1", "c2": "1.6"},
+            cars={"c1": EV(max_a=16, phases=3, energy_wanted_wh=1e6)},
+            arrivals_s={"c1": 0.0},
+            meter_interval_s=0.5,
+        )
+        cycles: list[int] = []
+        async with broker(tmp_path) as b, Watcher(b.port) as w:
+            await live.start_meters()
+            gateway = Gateway(
+                replace(live.gateway_config(), mqtt=mqtt(b.port, site="house1")),
+                on_cycle=lambda r: cycles.append(r.number),
+            )
+            stop = asyncio.Event()
+            prefix = "evse-gateway/house1"
+            c1_state = f"{prefix}/charger/c1/state"
+            try:
+                await gateway.start()
+                await live.connect_chargers(gateway.central.port)
+                live.start_ticking(0.05)
+                cycling = asyncio.create_task(gateway.run(stop))
+                point = live.station("c1").point
+
+                # Discovery: every entity valid against HA's documented schema.
+                # 14 site entities, 12 per charger.
+                await until(
+                    lambda: len(w.discovery("evse-gateway-house1")) == 38,
+                    10,
+                    lambda: (
+                        f"38 discovery documents, not {sorted(w.discovery('evse-gateway-house1'))}"
+                    ),
+                )
+                found = w.discovery("evse-gateway-house1")
+                bad = {t: p for t, d in found.items() if (p := problems(t.split("/")[1], d))}
+                assert bad == {}
+                ids = [d["unique_id"] for d in found.values()]
+                assert len(ids) == len(set(ids))
+                by_id = {d["unique_id"]: (t.split("/")[1], d) for t, d in found.items()}
+                component, power = by_id["evse-gateway-house1_c1_power_w"]
+                assert component == "sensor"
+                assert (power["device_class"], power["state_class"]) == ("power", "measurement")
+                assert power["unit_of_measurement"] == "W"
+                assert by_id["evse-gateway-house1_c1_session_wh"][1]["state_class"] == (
+                    "total_increasing"
+                )
+                component, mode = by_id["evse-gateway-house1_c1_mode"]
+                assert component == "select" and OFF in mode["options"]
+                assert by_id["evse-gateway-house1_site_site_limit_a"][0] == "number"
+                assert by_id["evse-gateway-house1_c2_max_current_a"][1]["max"] == 16
+                for key in ("failsafe", "external_limit", "c1_online", "c1_uncontrolled"):
+                    assert (
+                        by_id[
+                            f"evse-gateway-house1_{key.replace('c1_', 'c1_')}"
+                            if key.startswith("c1")
+                            else f"evse-gateway-house1_site_{key}"
+                        ][0]
+                        == "binary_sensor"
+                    )
+                devices = {json.dumps(d["device"]["identifiers"]) for d in found.values()}
+                assert len(devices) == 3  # the site and two chargers
+                assert w.last[f"{prefix}/availability"] == b"online"
+
+                # State: the car charges at 16 A and the retained document says so.
+                await until(lambda: w.doc(c1_state).get("status") == "Charging", 15)
+                await until(lambda: w.doc(c1_state).get("allocated_a") == 16, 15)
+                assert w.doc(f"{prefix}/site/state")["grid_power_w"] is not None
+                await until(lambda: point.effective_limit_a() == 16, 10, "16 A in standard")
+
+                # Nothing changes on c2 (no car): no message each cycle, one per interval.
+                c2_state = f"{prefix}/charger/c2/state"
+                seen, first = w.count.get(c2_state, 0), len(cycles)
+                await until(lambda: len(cycles) >= first + 8, 10, "eight cycles")
+                assert w.count.get(c2_state, 0) - seen <= 3
+
+                # The mode select: off over MQTT -> the settings store -> 0 A over OCPP.
+                await send(b.port, f"{prefix}/charger/c1/mode/set", "off")
+                await until(lambda: point.effective_limit_a() == 0, 10, "0 A when off")
+                assert gateway.settings.get("c1").mode == OFF
+                await until(lambda: w.doc(c1_state).get("mode") == OFF, 5)
+
+                # A bad payload changes nothing, and the state is sent again.
+                before = w.count[c1_state]
+                await send(b.port, f"{prefix}/charger/c1/mode/set", "turbo")
+                await send(b.port, f"{prefix}/charger/c1/max_current_a/set", "lots")
+                await until(lambda: w.count[c1_state] > before, 5, "state republished")
+                assert gateway.settings.get("c1").mode == OFF
+                assert gateway.settings.get("c1").max_a is None
+
+                # The broker dies: control goes on; it comes back: everything is republished.
+                b.kill()
+                during = len(cycles)
+                await until(lambda: len(cycles) >= during + 6, 10, "cycles while it is down")
+                assert point.effective_limit_a() == 0
+                await b.start()
+                async with Watcher(b.port) as again:
+                    await until(lambda: again.last.get(f"{prefix}/availability") == b"online", 15)
+                    await until(
+                        lambda: len(again.discovery("evse-gateway-house1")) == len(found), 10
+                    )
+                    await until(lambda: again.doc(c1_state).get("mode") == OFF, 10)
+                    await send(b.port, f"{prefix}/charger/c1/mode/set", "standard")
+                    await until(lambda: point.effective_limit_a() == 16, 10, "16 A again")
+                    stop.set()
+                    await cycling
+                    await gateway.stop()
+                    await until(lambda: again.last[f"{prefix}/availability"] == b"offline", 5)
+            finally:
+                stop.set()
+                await live.stop()
+                await gateway.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))
