@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import subprocess
 from collections.abc import AsyncIterator
@@ -173,7 +174,8 @@ def mqtt(port: int, **kw: object) -> MqttConfig:
     return MqttConfig(enabled=True, port=port, publish_interval_s=2, **kw)  # type: ignore[arg-type]
 
 
-def test_discovery_state_mode_command_and_a_broker_restart(tmp_path):
+def test_discovery_state_mode_command_and_a_broker_restart(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "gateway.mqtt")
     async def scenario() -> None:
         config_path = tmp_path / "gateway.toml"
         config_path.write_text(CONFIG)
@@ -292,3 +294,6 @@ def test_discovery_state_mode_command_and_a_broker_restart(tmp_path):
                 await gateway.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 120))
+    outage = [r for r in caplog.records if "retrying with backoff" in r.getMessage()]
+    assert len(outage) == 1  # one line for the outage, however many retries it took
+    assert any("reconnected to broker" in r.getMessage() for r in caplog.records)

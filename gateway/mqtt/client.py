@@ -67,10 +67,11 @@ class MqttBridge:
         self._task = asyncio.create_task(self._run(), name="mqtt")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     def _client(self) -> aiomqtt.Client:
         c = self.config
@@ -136,9 +137,19 @@ class MqttBridge:
         for topic, doc in self.topics.discovery().items():
             await client.publish(topic, payload(doc), qos=self.config.qos, retain=True)
         self.published += 1
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._listen(client))
-            group.create_task(self._publish_loop(client))
+        # Either half failing (a lost connection) ends the session with its MqttError.
+        halves = [
+            asyncio.create_task(self._listen(client)),
+            asyncio.create_task(self._publish_loop(client)),
+        ]
+        try:
+            done, _ = await asyncio.wait(halves, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in halves:
+                task.cancel()
+            await asyncio.gather(*halves, return_exceptions=True)
+        for task in done:
+            task.result()
 
     # -- state ------------------------------------------------------------------------
 
