@@ -19,8 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiomqtt
+import pytest
 
-from gateway.config import load_config
+from gateway.config import Config, load_config
 from gateway.daemon import Gateway
 from gateway.mqtt.config import MqttConfig
 from gateway.settings import OFF
@@ -176,6 +177,7 @@ def mqtt(port: int, **kw: object) -> MqttConfig:
 
 def test_discovery_state_mode_command_and_a_broker_restart(tmp_path, caplog):
     caplog.set_level(logging.INFO, "gateway.mqtt")
+
     async def scenario() -> None:
         config_path = tmp_path / "gateway.toml"
         config_path.write_text(CONFIG)
@@ -297,3 +299,103 @@ def test_discovery_state_mode_command_and_a_broker_restart(tmp_path, caplog):
     outage = [r for r in caplog.records if "retrying with backoff" in r.getMessage()]
     assert len(outage) == 1  # one line for the outage, however many retries it took
     assert any("reconnected to broker" in r.getMessage() for r in caplog.records)
+
+
+def bare(config_path: Path) -> Config:
+    """A gateway with no meters (discovery needs no cycle) and nothing persisted."""
+    config = load_config(config_path)
+    return replace(config, meters=(), state=replace(config.state, dir=None))
+
+
+def test_two_gateways_share_a_broker_and_a_removed_charger_loses_its_entities(tmp_path):
+    async def scenario() -> None:
+        config_path = tmp_path / "gateway.toml"
+        config_path.write_text(CONFIG)
+        config = bare(config_path)
+        async with broker(tmp_path) as b, Watcher(b.port) as w:
+            a = Gateway(replace(config, mqtt=mqtt(b.port, site="house-a")))
+            one = replace(config, chargers=config.chargers[:1])
+            other = Gateway(replace(one, mqtt=mqtt(b.port, site="house-b")))
+            try:
+                await a.start()
+                await other.start()
+                await until(lambda: len(w.discovery("evse-gateway-house-a")) == 38, 10)
+                await until(lambda: len(w.discovery("evse-gateway-house-b")) == 26, 10)
+                ids = [
+                    {d["unique_id"] for d in w.discovery(f"evse-gateway-house-{x}").values()}
+                    for x in "ab"
+                ]
+                assert not ids[0] & ids[1]
+                assert w.last["evse-gateway/house-a/availability"] == b"online"
+                assert w.last["evse-gateway/house-b/availability"] == b"online"
+                # A command for one site reaches that site only.
+                await send(b.port, "evse-gateway/house-b/charger/c1/mode/set", "eco")
+                await until(lambda: other.settings.get("c1").mode is not None, 5)
+                assert a.settings.get("c1").mode is None
+                # House A restarts with c2 gone from its config: c2's entities are removed.
+                await a.stop()
+                assert w.last["evse-gateway/house-a/availability"] == b"offline"
+                a = Gateway(replace(one, mqtt=mqtt(b.port, site="house-a")))
+                await a.start()
+                await until(lambda: len(w.discovery("evse-gateway-house-a")) == 26, 10)
+                assert not [t for t in w.discovery("evse-gateway-house-a") if "/c2_" in t]
+                assert len(w.discovery("evse-gateway-house-b")) == 26
+            finally:
+                await a.stop()
+                await other.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_user_password_and_tls_to_the_broker(tmp_path, caplog):
+    cert, key, passwords = tmp_path / "broker.crt", tmp_path / "broker.key", tmp_path / "pw"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "gw", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    extra = (
+        f"allow_anonymous false\npassword_file {passwords}\n"
+        f"certfile {cert}\nkeyfile {key}\nuser root\n"
+    )
+    tls = aiomqtt.TLSParameters(ca_certs=str(cert))
+
+    async def scenario() -> None:
+        config_path = tmp_path / "gateway.toml"
+        config_path.write_text(CONFIG)
+        config = bare(config_path)
+        secure = dict(tls=True, ca_file=str(cert), username="gw")
+        async with broker(tmp_path, extra) as b:
+            good = Gateway(
+                replace(config, mqtt=mqtt(b.port, site="s", password="s3cret", **secure))
+            )
+            wrong = Gateway(
+                replace(config, mqtt=mqtt(b.port, site="t", password="guess", **secure))
+            )
+            try:
+                await good.start()
+                await wrong.start()
+                async with Watcher(b.port, username="gw", password="s3cret", tls_params=tls) as w:
+                    await until(lambda: w.last.get("evse-gateway/s/availability") == b"online", 10)
+                    await until(lambda: len(w.discovery("evse-gateway-s")) == 38, 10)
+                    assert good.mqtt is not None and good.mqtt.connected
+                    assert wrong.mqtt is not None and not wrong.mqtt.connected
+                    assert "evse-gateway/t/availability" not in w.last
+                # Without TLS the broker does not talk to us at all.
+                with pytest.raises(aiomqtt.MqttError):
+                    async with aiomqtt.Client("127.0.0.1", b.port, username="gw",
+                                              password="s3cret", timeout=3):  # fmt: skip
+                        pass
+            finally:
+                await good.stop()
+                await wrong.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    refused = [r for r in caplog.records if "retrying with backoff" in r.getMessage()]
+    assert refused and all("127.0.0.1" in r.getMessage() for r in refused)

@@ -187,13 +187,12 @@ class MqttBridge:
     # -- what comes in ----------------------------------------------------------------
 
     async def _listen(self, client: aiomqtt.Client) -> None:
-        discovery = self.topics.discovery()
-        states = {self.topics.charger_state(cid) for cid in self.topics.chargers}
+        ours = {*self.topics.discovery(), *map(self.topics.charger_state, self.topics.chargers)}
         async for message in client.messages:
             topic = message.topic.value
             if topic.endswith("/config") or topic.endswith("/state"):
                 # Our retained topic that this config no longer has: a removed charger.
-                if message.retain and message.payload and topic not in discovery | states:
+                if message.retain and message.payload and topic not in ours:
                     await client.publish(topic, b"", qos=self.config.qos, retain=True)
                 continue
             self._command(topic, message.payload)
