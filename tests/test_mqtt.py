@@ -30,40 +30,15 @@ from gateway.sim.live import LiveSite
 from gateway.sim.site import Premises
 from tests.ha_mqtt_schema import problems
 from tests.test_e2e import flat, free_port
+from tests.test_web import CONFIG as WEB_CONFIG
 from tests.waiting import until
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
-CONFIG = """
-[site]
-main_breaker_a = 25
-
-[control]
-cycle_s = 0.5
-stale_after_s = 2
-start_delay_s = 0
-min_pause_s = 0
-ramp_up_a_per_s = 50
-
-[[meters]]
-name = "grid"
-model = "sdm630"
-role = "grid"
-host = "127.0.0.1"
-port = 1
-interval_s = 0.2
-
-[ocpp]
-host = "127.0.0.1"
-port = 0
-meter_interval_s = 1
-refresh_s = 1
-validity_s = 3
-
-[export]
-enabled = false
-
-[web]
+# test_web's site (a grid meter, fast control, OCPP on a free port) without the web page.
+CONFIG = (
+    WEB_CONFIG.split("[web]")[0].format(grid_port=1, ocpp_port=0)
+    + """[web]
 enabled = false
 
 [[chargers]]
@@ -76,13 +51,14 @@ id = "c2"
 mode = "standard"
 max_a = 16
 """
+)
 
 
 class Broker:
-    """A real mosquitto process; `restart` keeps the port (and forgets retained messages)."""
+    """A real mosquitto process; `kill` then `start` keeps the port, not the retained messages."""
 
-    def __init__(self, directory: Path, extra: str = "", port: int | None = None) -> None:
-        self.port = port or free_port()
+    def __init__(self, directory: Path, extra: str = "") -> None:
+        self.port = free_port()
         self.conf = directory / f"mosquitto-{self.port}.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\npersistence false\n"
