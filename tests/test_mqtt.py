@@ -311,9 +311,15 @@ def test_two_gateways_share_a_broker_and_a_removed_charger_loses_its_entities(tm
                 # House A restarts with c2 gone from its config: c2's entities are removed.
                 await a.stop()
                 assert w.last["evse-gateway/house-a/availability"] == b"offline"
+                # A retained command is not replayed when the gateway subscribes.
+                async with aiomqtt.Client("127.0.0.1", b.port) as c:
+                    await c.publish("evse-gateway/house-a/charger/c1/mode/set", "off", retain=True)
                 a = Gateway(replace(one, mqtt=mqtt(b.port, site="house-a")))
                 await a.start()
                 await until(lambda: len(w.discovery("evse-gateway-house-a")) == 26, 10)
+                await send(b.port, "evse-gateway/house-a/charger/c1/max_current_a/set", "10")
+                await until(lambda: a.settings.get("c1").max_a == 10, 5)
+                assert a.settings.get("c1").mode is None  # the retained "off" came first
                 assert not [t for t in w.discovery("evse-gateway-house-a") if "/c2_" in t]
                 assert len(w.discovery("evse-gateway-house-b")) == 26
             finally:

@@ -195,7 +195,8 @@ class MqttBridge:
                 if message.retain and message.payload and topic not in ours:
                     await client.publish(topic, b"", qos=self.config.qos, retain=True)
                 continue
-            self._command(topic, message.payload)
+            if not message.retain:  # a retained command would be replayed on every reconnect
+                self._command(topic, message.payload)
 
     def _command(self, topic: str, body: Any) -> None:
         target = self.topics.parse_command(topic)
