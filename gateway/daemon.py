@@ -183,6 +183,13 @@ class Gateway:
         lines += describe(self.config, *ports)
         if self.web is not None:
             lines.append(f"owner's page: {self.page_url()}")
+        if self.mqtt is not None:
+            m = self.config.mqtt
+            lines.append(
+                f"MQTT: broker {m.host}:{m.port}{' (TLS)' if m.tls else ''}, topics "
+                f"{m.topic_prefix}/, discovery {m.discovery_prefix}/, "
+                f"commands {'on' if m.commands else 'off'}"
+            )
         return lines
 
     def page_url(self) -> str:

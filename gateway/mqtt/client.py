@@ -47,7 +47,6 @@ class MqttBridge:
         self.uncontrolled = uncontrolled
         self.clock = clock
         self.connected = False
-        self.published = 0  # messages sent (bench/mqtt.py)
         self._report: CycleReport | None = None
         self._wake = asyncio.Event()
         self._sent: dict[str, tuple[bytes, float]] = {}  # topic -> (payload, when)
@@ -136,7 +135,6 @@ class MqttBridge:
         await client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         for topic, doc in self.topics.discovery().items():
             await client.publish(topic, payload(doc), qos=self.config.qos, retain=True)
-        self.published += 1
         # Either half failing (a lost connection) ends the session with its MqttError.
         halves = [
             asyncio.create_task(self._listen(client)),
@@ -182,7 +180,6 @@ class MqttBridge:
                 continue
             await client.publish(topic, body, qos=self.config.qos, retain=True)
             self._sent[topic] = (body, now)
-            self.published += 1
 
     # -- what comes in ----------------------------------------------------------------
 
