@@ -302,6 +302,10 @@ def test_two_gateways_share_a_broker_and_a_removed_charger_loses_its_entities(tm
                     for x in "ab"
                 ]
                 assert not ids[0] & ids[1]
+                assert (
+                    f"MQTT: broker 127.0.0.1:{b.port}, topics evse-gateway/house-a/"
+                    in "\n".join(a.summary())
+                )
                 assert w.last["evse-gateway/house-a/availability"] == b"online"
                 assert w.last["evse-gateway/house-b/availability"] == b"online"
                 # A command for one site reaches that site only.
