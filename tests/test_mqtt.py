@@ -28,6 +28,7 @@ from gateway.settings import OFF
 from gateway.sim.ev import EV
 from gateway.sim.live import LiveSite
 from gateway.sim.site import Premises
+from gateway.tomlfile import TomlError
 from tests.ha_mqtt_schema import problems
 from tests.test_e2e import flat, free_port
 from tests.test_web import CONFIG as WEB_CONFIG
@@ -385,3 +386,23 @@ def test_user_password_and_tls_to_the_broker(tmp_path, caplog):
     asyncio.run(asyncio.wait_for(scenario(), 60))
     refused = [r for r in caplog.records if "retrying with backoff" in r.getMessage()]
     assert refused and all("127.0.0.1" in r.getMessage() for r in refused)
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [('site = "a/b"', "mqtt.site"), ('prefix = "x/#"', "mqtt.prefix"), ("qos = 3", "mqtt.qos")],
+)
+def test_a_bad_mqtt_key_is_named_with_its_line(tmp_path, line, key):
+    path = tmp_path / "gateway.toml"
+    path.write_text(CONFIG + f"\n[mqtt]\nenabled = true\n{line}\n")
+    with pytest.raises(TomlError) as error:
+        load_config(path)
+    assert f"{path}:" in str(error.value) and f"{key}:" in str(error.value)
+
+
+def test_mqtt_is_off_by_default_and_names_the_site_in_its_topics(tmp_path):
+    path = tmp_path / "gateway.toml"
+    path.write_text(CONFIG)
+    assert not load_config(path).mqtt.enabled
+    path.write_text(CONFIG + '\n[mqtt]\nsite = "house-9"\n')
+    assert load_config(path).mqtt.topic_prefix == "evse-gateway/house-9"
