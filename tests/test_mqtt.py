@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
@@ -29,6 +31,7 @@ from gateway.sim.ev import EV
 from gateway.sim.live import LiveSite
 from gateway.sim.site import Premises
 from gateway.tomlfile import TomlError
+from tests.conftest import ROOT
 from tests.ha_mqtt_schema import problems
 from tests.test_e2e import flat, free_port
 from tests.test_web import CONFIG as WEB_CONFIG
@@ -406,3 +409,27 @@ def test_mqtt_is_off_by_default_and_names_the_site_in_its_topics(tmp_path):
     assert not load_config(path).mqtt.enabled
     path.write_text(CONFIG + '\n[mqtt]\nsite = "house-9"\n')
     assert load_config(path).mqtt.topic_prefix == "evse-gateway/house-9"
+
+
+def test_a_killed_gateway_shows_as_unavailable_by_its_last_will(tmp_path):
+    async def scenario() -> None:
+        async with broker(tmp_path) as b, Watcher(b.port) as w:
+            path = tmp_path / "gateway.toml"
+            mqtt_section = f'\n[mqtt]\nenabled = true\nport = {b.port}\nsite = "crash"\n'
+            path.write_text(CONFIG + '\n[state]\ndir = "' + str(tmp_path) + '"\n' + mqtt_section)
+            with open(tmp_path / "log", "a") as out:
+                daemon = subprocess.Popen(
+                    [sys.executable, "-m", "gateway", "run", "-c", str(path)],
+                    env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                    stderr=out,
+                )
+            try:
+                topic = "evse-gateway/crash/availability"
+                await until(lambda: w.last.get(topic) == b"online", 15, "the daemon online")
+                daemon.kill()  # no clean stop: only the broker can say it is gone
+                await until(lambda: w.last.get(topic) == b"offline", 10, "the last will")
+            finally:
+                daemon.kill()
+                daemon.wait(10)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
