@@ -31,9 +31,9 @@ test_os_packages() {
     # tests/test_install*.py: install.sh runs with Debian's own python3 (as on the Pi) and
     # builds offline with its setuptools/wheel; systemd-analyze checks the unit file, whose
     # ExecReload needs /usr/bin/kill (procps). tests/test_web_browser.py drives Debian's
-    # headless Chromium through its chromedriver.
+    # headless Chromium through its chromedriver. tests/test_mqtt.py starts its own mosquitto.
     apt_install_missing systemd procps python3-venv python3-setuptools python3-wheel \
-        chromium chromium-driver
+        chromium chromium-driver mosquitto
     # tests/test_vm_x86.py boots a Debian VM (tests/vm/vm.sh): debootstrap builds its root,
     # mkfs.ext4 its disks, qemu runs it.
     apt_install_missing qemu-system-x86 qemu-utils debootstrap e2fsprogs

@@ -20,6 +20,7 @@ from gateway.export.config import ExportConfig, read_export
 from gateway.logsetup import LogConfig, read_log
 from gateway.meters.config import MeterConfig, read_meters
 from gateway.model import Charger, Site
+from gateway.mqtt.config import MqttConfig, read_mqtt
 from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
 from gateway.schema import SchemaError, SchemaErrors, Table
 from gateway.tomlfile import TomlError, error_at, read_toml
@@ -57,6 +58,7 @@ class Config:
     meters: tuple[MeterConfig, ...] = ()
     web: WebConfig = field(default_factory=WebConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
 def read_charger_config(t: Table, site: Site, control: ControlSettings) -> ChargerConfig:
@@ -112,12 +114,14 @@ def read_config(top: Table, path: str) -> Config:
     ocpp = part(lambda: read_ocpp(top))
     web = part(lambda: read_web(top))
     state = part(lambda: read_state(top))
+    mqtt = part(lambda: read_mqtt(top))
     part(top.finish)
     if len(errors) == 1:
         raise errors[0]
     if errors:
         raise SchemaErrors(errors)
-    assert site and control and meters is not None and export and log and ocpp and web and state
+    assert site and control and meters is not None and export and log and ocpp
+    assert web and state and mqtt
     return Config(
         path=path,
         site=site,
@@ -129,6 +133,7 @@ def read_config(top: Table, path: str) -> Config:
         ocpp=ocpp,
         web=web,
         state=state,
+        mqtt=mqtt,
     )
 
 

@@ -28,6 +28,7 @@ from gateway.tomlfile import TomlError
 
 if TYPE_CHECKING:
     from gateway.export.server import ExportServer
+    from gateway.mqtt.client import MqttBridge
     from gateway.web.server import WebServer
 
 log = logging.getLogger("gateway.daemon")
@@ -52,11 +53,8 @@ class Gateway:
         from gateway.settings import ChargerLimits, SettingsStore
 
         self.config = config
-        self.settings = SettingsStore(
-            config.state.dir,
-            {c.id: ChargerLimits(c.charger.min_a, c.charger.max_a) for c in config.chargers},
-            config.site.main_breaker_a,
-        )
+        limits = {c.id: ChargerLimits(c.charger.min_a, c.charger.max_a) for c in config.chargers}
+        self.settings = SettingsStore(config.state.dir, limits, config.site.main_breaker_a)
         self.meters = MeterSet(config.meters, clock)
         self.central = CentralSystem(config)
         self.export: ExportServer | None = (
@@ -82,6 +80,19 @@ class Gateway:
             self.web = WebServer(
                 lambda: self.config.web, self.hub, self.settings, self.sessions, clock
             )
+        self.mqtt: MqttBridge | None = None
+        if config.mqtt.enabled:
+            from gateway.mqtt.client import MqttBridge
+
+            self.mqtt = MqttBridge(
+                config.mqtt,
+                self.hub,
+                self.settings,
+                limits,
+                config.site.main_breaker_a,
+                lambda: [cid for cid, s in self.central.states().items() if s.uncontrolled],
+                clock,
+            )
 
     def _cycle_done(self, report: CycleReport) -> None:
         self.sessions.save(
@@ -89,6 +100,8 @@ class Gateway:
         )
         if self.web is not None:
             self.web.cycle_done(report)
+        if self.mqtt is not None:
+            self.mqtt.cycle_done(report)
         if self._on_cycle is not None:
             self._on_cycle(report)
 
@@ -100,6 +113,8 @@ class Gateway:
                 await self.export.start()
             if self.web is not None:
                 await self.web.start()
+            if self.mqtt is not None:
+                await self.mqtt.start()  # connects in the background: never holds up a start
             self.sessions.start()
             await self.meters.start()
         except BaseException:
@@ -109,6 +124,8 @@ class Gateway:
     async def stop(self) -> None:
         await self.meters.stop()
         self.sessions.stop(self.tracker.open.values())  # rows left open: continued next start
+        if self.mqtt is not None:
+            await self.mqtt.stop()
         if self.web is not None:
             await self.web.stop()
         if self.export is not None:
@@ -147,6 +164,7 @@ class Gateway:
                     == (new.web.enabled, new.web.host, new.web.port),
                 ),
                 ("[state]", old.state == new.state),
+                ("[mqtt]", old.mqtt == new.mqtt),
             )
             if not same
         ]
@@ -166,6 +184,13 @@ class Gateway:
         lines += describe(self.config, *ports)
         if self.web is not None:
             lines.append(f"owner's page: {self.page_url()}")
+        if self.mqtt is not None:
+            m = self.config.mqtt
+            lines.append(
+                f"MQTT: broker {m.host}:{m.port}{' (TLS)' if m.tls else ''}, topics "
+                f"{m.topic_prefix}/, discovery {m.discovery_prefix}/, "
+                f"commands {'on' if m.commands else 'off'}"
+            )
         return lines
 
     def page_url(self) -> str:

@@ -6,7 +6,7 @@ left unset here means "as configured". A Modbus override (the SCADA watchdog kin
 over a runtime setting while it is in force (`layered`).
 
 This module is the one owner of the store; the web page, the REST API, the CLI and MQTT
-(later) all go through `SettingsStore`:
+all go through `SettingsStore`:
 
     store.get(charger_id) -> ChargerSetting       store.site_limit_a -> float | None
     store.set_charger(charger_id, mode=..., max_a=...)   (all-or-nothing, validated)

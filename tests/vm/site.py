@@ -1,4 +1,4 @@
-"""The demo's simulated site inside the VM: its meters on the ports of gateway/sim/demo/gateway.toml and
+"""The demo's simulated site inside the VM: its meters on the ports of the demo config and
 its chargers connecting to the installed service (OCPP on 127.0.0.1:19000).
 
 Prints "site: chargers connected" once all are, then every second the currents the cars

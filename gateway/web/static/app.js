@@ -68,7 +68,7 @@ function render(s) {
   const figures = [
     ["grid", kw(s.grid_power_w)], ["PV", kw(s.pv_power_w)],
     ["battery", s.battery_soc === null ? "–" : num(s.battery_soc, 0) + " % " + kw(s.battery_power_w)],
-    ["house", kw(s.household_power_w)], ["cars", kw(s.ev_power_w)],
+    ["house", kw(s.household_consumption_w)], ["cars", kw(s.ev_power_w)],
   ];
   if (s.failsafe) figures.push(["state", "FAILSAFE"]);
   $("figures").replaceChildren(...figures.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))));
