@@ -161,6 +161,7 @@ class Session:
         if self.live.statuses.get(number) != status:
             log.info("%s: connector %d %s", self.id, number, status)
         self.live.statuses[number] = status
+        self.live.learnt()
 
     def take_meter_values(self, meter_value: Any) -> None:
         self.live.apply(parse_meter_values(meter_value, self.lines), time.time(), time.monotonic())
@@ -202,7 +203,9 @@ class Session16(Session, CP16):
     def on_start(self, connector_id: Any, meter_start: Any, **kw: Any) -> Any:
         transaction = int(time.time() * 1000) % 2_000_000_000
         meter = _int(meter_start)
-        self.live.start_session(str(transaction), None if meter is None else float(meter))
+        self.live.start_session(
+            str(transaction), None if meter is None else float(meter), time.monotonic()
+        )
         log.info("%s: transaction %d started on connector %s", self.id, transaction, connector_id)
         return res16.StartTransaction(
             transaction_id=transaction, id_tag_info={"status": "Accepted"}
@@ -219,6 +222,9 @@ class Session16(Session, CP16):
     @on("MeterValues", skip_schema_validation=True)
     @lenient
     def on_meter_values(self, connector_id: Any, meter_value: Any, **kw: Any) -> Any:
+        transaction = kw.get("transaction_id")
+        if transaction is not None:  # proof of a session, also one from before our restart
+            self.live.join_session(str(transaction), time.monotonic())
         self.take_meter_values(meter_value)
         return res16.MeterValues()
 
@@ -263,6 +269,19 @@ class Session16(Session, CP16):
     async def clear_profile(self, profile_id: int) -> str:
         request = call16.ClearChargingProfile(id=profile_id)
         return (await self.call(request, suppress=False)).status
+
+    async def ask_state(self, connectors: int) -> None:
+        """After a connect without Boot: the status of each connector, and meter values."""
+        for connector in range(1, connectors + 1):
+            request = call16.TriggerMessage(
+                requested_message="StatusNotification", connector_id=connector
+            )
+            await self.call(request, suppress=False)
+        await self.ask_meter_values(1)
+
+    async def ask_meter_values(self, connector: int) -> None:
+        request = call16.TriggerMessage(requested_message="MeterValues", connector_id=connector)
+        await self.call(request, suppress=False)
 
 
 def _variable(component: str, variable: str, value: str | None = None) -> dict:
@@ -321,9 +340,13 @@ class Session201(Session, CP201):
         info = transaction_info if isinstance(transaction_info, dict) else {}
         event = str(event_type)
         reading = parse_meter_values(kw.get("meter_value"), self.lines)
-        if event == "Started" or (self.live.transaction is None and event == "Updated"):
-            self.live.start_session(str(info.get("transaction_id", "")), reading.energy_wh)
+        if event == "Started":
+            self.live.start_session(
+                str(info.get("transaction_id", "")), reading.energy_wh, time.monotonic()
+            )
             log.info("%s: transaction %s started", self.id, info.get("transaction_id"))
+        elif event == "Updated":  # also a session from before our restart
+            self.live.join_session(str(info.get("transaction_id", "")), time.monotonic())
         if info.get("charging_state") is not None:
             self.live.charging_state = str(info["charging_state"])
         self.live.apply(reading, time.time(), time.monotonic())
@@ -399,6 +422,19 @@ class Session201(Session, CP201):
     async def clear_profile(self, profile_id: int) -> str:
         request = call201.ClearChargingProfile(charging_profile_id=profile_id)
         return (await self.call(request, suppress=False)).status
+
+    async def ask_state(self, connectors: int) -> None:
+        """After a connect without Boot: the status of each EVSE, and meter values."""
+        for evse in range(1, connectors + 1):
+            request = call201.TriggerMessage(
+                requested_message="StatusNotification", evse={"id": evse, "connector_id": 1}
+            )
+            await self.call(request, suppress=False)
+        await self.ask_meter_values(1)
+
+    async def ask_meter_values(self, evse: int) -> None:
+        request = call201.TriggerMessage(requested_message="MeterValues", evse={"id": evse})
+        await self.call(request, suppress=False)
 
 
 SESSIONS: dict[str, type[Session16] | type[Session201]] = {

@@ -19,7 +19,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -188,6 +188,7 @@ class SimChargePoint:
         self._seq = 0
         self._meter_sent = 0.0
         self._raw_replies: dict[str, asyncio.Future] = {}
+        self.triggered: set[str] = set()  # TriggerMessage requests, sent on the next tick
 
     # Control from tests, the demo and the bench.
 
@@ -319,6 +320,8 @@ class SimChargePoint:
 
     def install(self, profile: Profile) -> str:
         self.installs += 1
+        if "ignores_valid_to" in self.quirks:
+            profile = replace(profile, valid_to=None)  # never re-evaluated at validTo
         if profile.unit not in self.rate_units:
             return "Rejected"
         if profile.stack > self.max_stack_level or profile.connector > 1:
@@ -402,12 +405,18 @@ class SimChargePoint:
                 task.result()  # raises what ended the session
 
     async def _talk(self, cp: _Sim16 | _Sim201) -> None:
-        if self.connections == 1 or self.boot_on_reconnect or self.boots_pending:
+        # Real firmware: a plain reconnect (the central system restarted) is silent.
+        silent = "no_boot_on_reconnect" in self.quirks and not self.boots_pending
+        if self.connections == 1 or self.boots_pending or (self.boot_on_reconnect and not silent):
             await self._boot(cp)
-        await self._report_status(force=True)
+        if self.connections == 1 or not silent:
+            await self._report_status(force=True)
         self.connected.set()
         while True:
-            await self._report_status()
+            triggered, self.triggered = self.triggered, set()
+            await self._report_status(force="StatusNotification" in triggered)
+            if "MeterValues" in triggered:
+                await self._meter_values()
             if time.monotonic() >= self._meter_sent + self._interval():
                 self._meter_sent = time.monotonic()
                 await self._meter_values()
@@ -605,6 +614,11 @@ class _Sim16(_RawReplies, CP16):
     def on_change_availability(self, connector_id: int, type: str, **kw: Any) -> Any:
         return res16.ChangeAvailability(status="Accepted")
 
+    @on("TriggerMessage")
+    def on_trigger(self, requested_message: str, **kw: Any) -> Any:
+        self.sim.triggered.add(requested_message)
+        return res16.TriggerMessage(status="Accepted")
+
 
 class _Sim201(_RawReplies, CP201):
     @on("SetChargingProfile")
@@ -658,3 +672,8 @@ class _Sim201(_RawReplies, CP201):
     @on("ChangeAvailability")
     def on_change_availability(self, operational_status: str, **kw: Any) -> Any:
         return res201.ChangeAvailability(status="Accepted")
+
+    @on("TriggerMessage")
+    def on_trigger(self, requested_message: str, **kw: Any) -> Any:
+        self.sim.triggered.add(requested_message)
+        return res201.TriggerMessage(status="Accepted")
