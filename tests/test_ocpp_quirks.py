@@ -14,7 +14,7 @@ from gateway.model import ACTIVE_STATUSES
 from gateway.ocpp.server import CentralSystem
 from gateway.sim.chargepoint import SimChargePoint
 from gateway.sim.ev import EV
-from tests.test_ocpp import VERSIONS, charger, config, run
+from tests.test_ocpp import VERSIONS, Lab, charger, config, run
 from tests.waiting import until
 
 CARS = ("CP1", "CP2", "CP3", "CP4")
@@ -107,5 +107,29 @@ def test_gateway_restart_with_four_cars_charging_stops_none(version: str) -> Non
             for sim in sims:
                 await sim.stop()
             await cs.stop()
+
+    run(scenario)
+
+
+def test_a_failed_reduction_is_retried_at_the_next_cycle() -> None:
+    """A send without an Accepted reply is not 'sent': the old acknowledged limit stays in
+    the state, and the hub's next cycle tries again (not the refresh 30 s later)."""
+
+    async def scenario() -> None:
+        async with Lab(config(charger(), refresh_s=30, validity_s=60)) as site:
+            sim = await site.sim(version="2.0.1")
+            site.cs.set_limit("CP1", 16)
+            await until(lambda: sim.effective_limit_a() == 16.0, what="16 A")
+            await until(lambda: site.state().sent_a == 16.0, what="16 A acknowledged")
+            sim.quirks.add("set_profile_not_implemented")
+            installs = sim.installs
+            site.cs.set_limit("CP1", 6)
+            await until(lambda: "NotImplemented" in site.state().problem, what="send failed")
+            assert sim.effective_limit_a() == 16.0 and site.state().sent_a == 16.0
+            assert sim.installs == installs  # refused before it was installed
+            sim.quirks.discard("set_profile_not_implemented")
+            site.cs.set_limit("CP1", 6)  # the hub's next cycle
+            await until(lambda: sim.effective_limit_a() == 6.0, timeout=3, what="retried")
+            assert site.state().sent_a == 6.0
 
     run(scenario)

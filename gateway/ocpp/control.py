@@ -200,6 +200,8 @@ class Control:
         if status == "Rejected" and self._fall_back():
             await self._install_base()
             return await self.send_if_due(now, force=True)
+        if status is None:
+            return  # no reply: not sent; the hub's next cycle wakes us to try again
         if key != self.sent_key:
             self.changed_at = now
             log.debug("%s: limit %g A (%g %s)", self.target.id, amps, limit, self.unit)

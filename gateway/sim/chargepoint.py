@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from ocpp.exceptions import NotImplementedError as NotImplementedCallError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as CP16
 from ocpp.v16 import call as call16
@@ -623,6 +624,8 @@ class _Sim16(_RawReplies, CP16):
 class _Sim201(_RawReplies, CP201):
     @on("SetChargingProfile")
     def on_set_profile(self, evse_id: int, charging_profile: dict, **kw: Any) -> Any:
+        if "set_profile_not_implemented" in self.sim.quirks:  # MicroOcpp / SAP in 2.0.1
+            raise NotImplementedCallError(details={"cause": "smart charging not built in"})
         profile = read_profile(charging_profile, evse_id, "2.0.1", self.sim.clock())
         return res201.SetChargingProfile(status=self.sim.install(profile))
 
