@@ -133,3 +133,34 @@ def test_a_failed_reduction_is_retried_at_the_next_cycle() -> None:
             assert site.state().sent_a == 6.0
 
     run(scenario)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_vendor_extras_in_replies_are_accepted(version: str) -> None:
+    """An extra field in a SetChargingProfile reply once closed the session 1011."""
+
+    async def scenario() -> None:
+        async with Lab(config(charger())) as site:
+            sim = await site.sim(version=version, quirks=frozenset({"reply_extras"}))
+            site.cs.set_limit("CP1", 11)
+            await until(lambda: sim.effective_limit_a() == 11.0, what="limit")
+            await until(lambda: site.state().sent_a == 11.0, what="acknowledged")
+            assert sim.connections == 1 and site.state().online
+            assert site.state().problem == ""
+
+    run(scenario)
+
+
+def test_nested_and_binary_frames_get_a_call_error_and_the_session_stays() -> None:
+    async def scenario() -> None:
+        async with Lab(config(charger())) as site:
+            sim = await site.sim()
+            nested = await sim.send_raw("[" * 1000 + "]" * 1000, timeout=2)
+            assert nested is not None and nested[0] == 4 and nested[2] == "FormatViolation"
+            binary = await sim.send_raw(b'[2,"b1","Heartbeat",{}]', timeout=2)
+            assert binary is not None and binary[0] == 4 and binary[2] == "ProtocolError"
+            site.cs.set_limit("CP1", 9)
+            await until(lambda: sim.effective_limit_a() == 9.0, what="still controlled")
+            assert sim.connections == 1 and site.state().online
+
+    run(scenario)

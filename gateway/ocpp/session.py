@@ -12,6 +12,7 @@ escapes as an exception.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -111,8 +112,26 @@ def _message_id(raw: Any) -> str:
     try:
         msg = json.loads(raw)
         return str(msg[1]) if isinstance(msg, list) and len(msg) > 1 else "-1"
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return "-1"
+
+
+class _LenientResults:
+    """The library builds each reply's dataclass from every field the charger sent, so a
+    vendor extra raises TypeError (schema checks, skipped for speed, would not catch it
+    either). Keep the fields the dataclass knows; drop the rest."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        result_class = getattr(self.module, name)
+        known = {f.name for f in dataclasses.fields(result_class)}
+
+        def build(**fields: Any) -> Any:
+            return result_class(**{k: v for k, v in fields.items() if k in known})
+
+        return build
 
 
 class Session:
@@ -122,18 +141,24 @@ class Session:
     protocol: str
     _send: Callable
     route_map: dict
+    _call_result: Any
 
     def setup_session(self, live: Live, lines: int, heartbeat_s: int) -> None:
         self.live = live
         self.lines = lines
         self.heartbeat_s = heartbeat_s
+        self._call_result = _LenientResults(self._call_result)
 
     async def route_message(self, raw_msg: Any) -> None:
         """The library drops unparsable frames silently; answer them with a CallError."""
         self.live.seen(time.time())
         try:
+            if not isinstance(raw_msg, str):
+                raise ProtocolError("binary frames are not OCPP-J")
             msg = unpack(raw_msg)
-        except OCPPError as exc:
+        except (OCPPError, RecursionError) as exc:
+            if isinstance(exc, RecursionError):  # json gives up on `[` x 1000
+                exc = FormatViolationError("JSON nested too deeply")
             log.warning("%s: malformed frame (%s): %.200r", self.id, exc.code, raw_msg)
             error = [4, _message_id(raw_msg), exc.code, exc.description or "", {}]
             await self._send(json.dumps(error))

@@ -284,15 +284,16 @@ class SimChargePoint:
             self.transaction = None
         await self._report_status()
 
-    async def send_raw(self, frame: str, timeout: float = 5.0) -> list | None:
-        """Send any text frame; return the reply for its message id ("-1" if it has none)."""
+    async def send_raw(self, frame: str | bytes, timeout: float = 5.0) -> list | None:
+        """Send any frame (bytes: a binary one); return the reply for its message id ("-1"
+        if it has none, or the gateway cannot read it)."""
         ws = self._ws
         if ws is None:
             raise RuntimeError(f"{self.id} is not connected")
         try:
             msg = json.loads(frame)
             key = str(msg[1]) if isinstance(msg, list) and len(msg) > 1 else "-1"
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             key = "-1"
         waiter = asyncio.get_running_loop().create_future()
         self._raw_replies[key] = waiter
@@ -580,6 +581,14 @@ class _RawReplies:
     async def route_message(self, raw_msg: Any) -> None:
         if not self.sim.take_raw_reply(raw_msg):
             await super().route_message(raw_msg)  # type: ignore[misc]
+
+    async def _send(self, message: str) -> None:
+        if "reply_extras" in self.sim.quirks:  # vendor fields in every reply
+            frame = json.loads(message)
+            if frame[0] == 3 and isinstance(frame[2], dict):
+                frame[2]["vendorInfo"] = {"firmware": "1.2.0", "note": "extra"}
+                message = json.dumps(frame)
+        await super()._send(message)  # type: ignore[misc]
 
 
 class _Sim16(_RawReplies, CP16):
