@@ -227,15 +227,14 @@ class Live:
     def join_session(self, transaction: str, mono: float) -> None:
         """A session that ran before we (re)started: its messages carry its transaction id.
 
-        Without a status, a session in progress means a car is charging.
+        While we know nothing else, a session in progress means a car is charging; a
+        status we were told stays (a late meter value must not revive a stopped car).
         """
-        if self.transaction != transaction:
+        if self.transaction is None:
             self.transaction, self.session_mono = transaction, mono
-            self.session_start_wh = None
-        if not any(s in _IN_SESSION for s in self.statuses.values()):
-            self.statuses.setdefault(1, "Charging")
-            if self.statuses[1] not in _IN_SESSION:
-                self.statuses[1] = "Charging"
+            self.session_start_wh, self.session_wh = None, 0.0
+        if not self.state_known and not any(s in _IN_SESSION for s in self.statuses.values()):
+            self.statuses[1] = "Charging"
         self.learnt()
 
     def stop_session(self, meter_wh: float | None) -> None:
