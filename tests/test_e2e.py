@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.config import load_config
@@ -366,10 +367,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_killing_the_gateway_leaves_the_chargers_at_their_failsafe_current(tmp_path):
+@pytest.mark.parametrize(
+    ("version", "quirks"),
+    [("1.6", frozenset()), ("1.6", {"ignores_valid_to"}), ("2.0.1", {"ignores_valid_to"})],
+)
+def test_killing_the_gateway_leaves_the_chargers_at_their_failsafe_current(
+    tmp_path, version, quirks
+):
     async def scenario() -> None:
         config_path = write_config(tmp_path / "probe.toml")
         live = live_site(config_path, household_w=per_phase_w(0))
+        # MicroOcpp 1.2.0 never acts on validTo: only the schedule's final period saves it.
+        live.versions = {cid: version for cid in live.versions}
+        live.quirks = {cid: frozenset(quirks) for cid in live.versions}
         await live.start_meters()
         ocpp_port = free_port()
         config = write_config(
@@ -394,7 +404,8 @@ def test_killing_the_gateway_leaves_the_chargers_at_their_failsafe_current(tmp_p
             await until(lambda: near(limits(), {"c1": 16, "c2": 9}), 20, "16/9 from the daemon")
             daemon.send_signal(signal.SIGKILL)
             daemon.wait(5)
-            # The dynamic layer lapses (validity 3 s): the permanent failsafe layer rules.
+            # The dynamic layer ends (validity 3 s) by its schedule's final period and by
+            # validTo: the failsafe current rules.
             await until(lambda: near(limits(), {"c1": 8, "c2": 8}), 10, "failsafe 8/8")
         finally:
             if daemon.poll() is None:

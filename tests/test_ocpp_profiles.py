@@ -16,6 +16,7 @@ from gateway.ocpp.profiles import (
     dynamic_layer,
     profile_16,
     profile_201,
+    schedule_origin_s,
     wire_limit,
 )
 from gateway.ocpp.state import parse_meter_values, status_201
@@ -73,6 +74,32 @@ def test_stack_zero_puts_the_failsafe_in_a_tail_period() -> None:
     assert len(cp.profiles) == 1  # same stack and purpose: replaced
     assert cp.effective_limit_a(NOW + 59) == 16
     assert cp.effective_limit_a(NOW + 61) == 6
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+@pytest.mark.parametrize("unit", ["A", "W"])
+@pytest.mark.parametrize("stack", [BASE_STACK, 3])
+@pytest.mark.parametrize("kind", ["absolute", "relative"])
+def test_failsafe_lives_in_the_schedule(version: str, unit: str, stack: int, kind: str) -> None:
+    """A charger that never acts on validTo still ends at the failsafe when validity ends.
+
+    Relative schedules count from the session start: a profile sent 20 min into a session
+    still holds its limit for the full validity (not the failsafe from minute 7).
+    """
+    build = profile_16 if version == "1.6" else profile_201
+    cp = sim(quirks=frozenset({"ignores_valid_to"}), ev=EV(phases=1))
+    base = base_layer(6, unit, 0.1, 230)
+    limit = wire_limit(16, unit, 0.1, 230, 1)
+    elapsed = 1200.0  # the session started 20 minutes before this send
+    cp.session_start = NOW - elapsed
+    origin = schedule_origin_s(kind, elapsed)
+    layer = dynamic_layer(limit, unit, stack, NOW, 60, base, origin)
+    for lay in (base, layer):
+        assert cp.install(read_profile(build(lay, kind, NOW), 1, version, NOW)) == "Accepted"
+    assert cp.effective_limit_a(NOW + 1) == pytest.approx(16)
+    assert cp.effective_limit_a(NOW + 59) == pytest.approx(16)
+    assert cp.effective_limit_a(NOW + 61) == pytest.approx(6)
+    assert cp.effective_limit_a(NOW + 7200) == pytest.approx(6)
 
 
 def test_relative_profile_has_no_start_schedule() -> None:

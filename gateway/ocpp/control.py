@@ -19,7 +19,14 @@ from websockets.exceptions import ConnectionClosed
 
 from gateway.model import ACTIVE_STATUSES
 from gateway.ocpp.config import ChargerOcpp, OcppConfig
-from gateway.ocpp.profiles import DYNAMIC_ID, Layer, base_layer, dynamic_layer, wire_limit
+from gateway.ocpp.profiles import (
+    DYNAMIC_ID,
+    Layer,
+    base_layer,
+    dynamic_layer,
+    schedule_origin_s,
+    wire_limit,
+)
 from gateway.ocpp.session import Capabilities, Session16, Session201
 from gateway.ocpp.state import Live
 
@@ -92,6 +99,11 @@ class Control:
             self.live.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.live.wake.wait(), deadline - time.monotonic())
+        if self.live.boots == boots:
+            # Real firmware sends neither Boot nor status on a plain reconnect, and a
+            # session may be running: ask, and hold its limit until it answers.
+            connectors = max(1, len([c for c in self.live.statuses if c != 0]))
+            await self._try("asking for its state", self.session.ask_state(connectors))
 
     def _next_due(self, now: float) -> float:
         if self.sent_key is None:
@@ -169,19 +181,27 @@ class Control:
 
     async def send_if_due(self, now: float, force: bool = False) -> None:
         amps = self.wanted(now)
-        if amps is None:
-            return
+        if amps is None or not self.live.state_known:
+            return  # the hub's limit may rest on a state we have not heard yet
         phases = self.live.active_phases or self.target.phases
         key = (amps, phases if self.unit == "W" else 0)
         if not force and key == self.sent_key and now < self.sent_at + self.cfg.refresh_s:
             return
         volts = self.live.voltage_v or self.target.voltage_v
         limit = wire_limit(amps, self.unit, self.target.ocpp.limit_step_a, volts, phases)
-        layer = dynamic_layer(limit, self.unit, self.stack, now, self.cfg.validity_s, self.base)
+        kind = self.target.ocpp.profile_kind
+        in_session = self.live.session_mono if self.live.transaction is not None else None
+        elapsed = None if in_session is None else time.monotonic() - in_session
+        origin = schedule_origin_s(kind, elapsed)
+        layer = dynamic_layer(
+            limit, self.unit, self.stack, now, self.cfg.validity_s, self.base, origin
+        )
         status = await self._send(layer, "limit")
         if status == "Rejected" and self._fall_back():
             await self._install_base()
             return await self.send_if_due(now, force=True)
+        if status is None:
+            return  # no reply: not sent; the hub's next cycle wakes us to try again
         if key != self.sent_key:
             self.changed_at = now
             log.debug("%s: limit %g A (%g %s)", self.target.id, amps, limit, self.unit)

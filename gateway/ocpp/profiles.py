@@ -5,10 +5,13 @@ turns them into the camelCase wire format.
 
 Two layers, both TxDefaultProfile on the configured connector / EVSE:
 - the base profile (stack `BASE_STACK`, no end) holds the charger's failsafe current;
-- the dynamic profile (higher stack) holds the allocated current and lapses at `valid_to`,
-  so a gateway that stops refreshing leaves the charger on the base layer by itself.
-Chargers that only take stack level 0 get one profile whose schedule carries the failsafe
-current as a second period starting where the validity would end: same fallback, one layer.
+- the dynamic profile (higher stack) holds the allocated current until the validity ends,
+  then the failsafe current: its schedule carries a final period at the failsafe limit
+  starting where the validity ends, besides `valid_to`. Some firmware (MicroOcpp 1.2.0)
+  never acts on `valid_to` but does follow schedule periods, so the failsafe must live in
+  the schedule; a gateway that stops refreshing leaves the charger at the failsafe current.
+Chargers that only take stack level 0 get the same one profile without `valid_to` (it
+would end the failsafe too): the final period is their fallback.
 """
 
 from __future__ import annotations
@@ -63,14 +66,32 @@ def base_layer(failsafe_a: float, unit: str, step_a: float, volts: float) -> Lay
     return Layer(BASE_ID, BASE_STACK, wire_limit(failsafe_a, unit, step_a, volts, 1), unit)
 
 
+def schedule_origin_s(kind: str, session_elapsed_s: float | None) -> float:
+    """How long before now the charger's schedule clock started.
+
+    Absolute schedules start `START_BACKDATE_S` ago; relative ones count from the start of
+    the session (or from receipt when there is none), which the gateway only knows to its
+    own message timing.
+    """
+    if kind == "absolute":
+        return START_BACKDATE_S
+    return max(0.0, session_elapsed_s or 0.0)
+
+
 def dynamic_layer(
-    limit: float, unit: str, stack_level: int, now: float, validity_s: float, base: Layer
+    limit: float,
+    unit: str,
+    stack_level: int,
+    now: float,
+    validity_s: float,
+    base: Layer,
+    origin_s: float = START_BACKDATE_S,
 ) -> Layer:
-    if stack_level > base.stack_level:
-        return Layer(DYNAMIC_ID, stack_level, limit, unit, valid_to=now + validity_s)
-    # Same stack would replace the base profile: carry the failsafe as a tail period.
-    tail_start = math.ceil(START_BACKDATE_S + validity_s)
-    return Layer(DYNAMIC_ID, stack_level, limit, unit, tail=(tail_start, base.limit))
+    """The allocated limit until `validity_s` from now, then the failsafe (see module doc)."""
+    tail = (math.ceil(origin_s + validity_s), base.limit)
+    # At the base's stack level this profile replaces the base: no valid_to then.
+    valid_to = now + validity_s if stack_level > base.stack_level else None
+    return Layer(DYNAMIC_ID, stack_level, limit, unit, valid_to=valid_to, tail=tail)
 
 
 def _periods(layer: Layer) -> list[dict]:

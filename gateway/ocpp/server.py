@@ -179,6 +179,7 @@ class CentralSystem:
         )
         session.setup_session(live, target.phases, self.cfg.heartbeat_interval_s)
         live.online, live.protocol = True, session.protocol
+        live.state_known = False  # until it tells us (see Control._wait_for_boot)
         log.info("%s: connected (%s) from %s", cid, session.protocol, ws.remote_address)
         control = Control(session, live, target, self.cfg)
         task = asyncio.create_task(control.run())

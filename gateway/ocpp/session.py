@@ -12,6 +12,7 @@ escapes as an exception.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -111,8 +112,26 @@ def _message_id(raw: Any) -> str:
     try:
         msg = json.loads(raw)
         return str(msg[1]) if isinstance(msg, list) and len(msg) > 1 else "-1"
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return "-1"
+
+
+class _LenientResults:
+    """The library builds each reply's dataclass from every field the charger sent, so a
+    vendor extra raises TypeError (schema checks, skipped for speed, would not catch it
+    either). Keep the fields the dataclass knows; drop the rest."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        result_class = getattr(self.module, name)
+        known = {f.name for f in dataclasses.fields(result_class)}
+
+        def build(**fields: Any) -> Any:
+            return result_class(**{k: v for k, v in fields.items() if k in known})
+
+        return build
 
 
 class Session:
@@ -122,18 +141,24 @@ class Session:
     protocol: str
     _send: Callable
     route_map: dict
+    _call_result: Any
 
     def setup_session(self, live: Live, lines: int, heartbeat_s: int) -> None:
         self.live = live
         self.lines = lines
         self.heartbeat_s = heartbeat_s
+        self._call_result = _LenientResults(self._call_result)
 
     async def route_message(self, raw_msg: Any) -> None:
         """The library drops unparsable frames silently; answer them with a CallError."""
         self.live.seen(time.time())
         try:
+            if not isinstance(raw_msg, str):
+                raise ProtocolError("binary frames are not OCPP-J")
             msg = unpack(raw_msg)
-        except OCPPError as exc:
+        except (OCPPError, RecursionError) as exc:
+            if isinstance(exc, RecursionError):  # json gives up on `[` x 1000
+                exc = FormatViolationError("JSON nested too deeply")
             log.warning("%s: malformed frame (%s): %.200r", self.id, exc.code, raw_msg)
             error = [4, _message_id(raw_msg), exc.code, exc.description or "", {}]
             await self._send(json.dumps(error))
@@ -161,6 +186,7 @@ class Session:
         if self.live.statuses.get(number) != status:
             log.info("%s: connector %d %s", self.id, number, status)
         self.live.statuses[number] = status
+        self.live.learnt()
 
     def take_meter_values(self, meter_value: Any) -> None:
         self.live.apply(parse_meter_values(meter_value, self.lines), time.time(), time.monotonic())
@@ -202,7 +228,9 @@ class Session16(Session, CP16):
     def on_start(self, connector_id: Any, meter_start: Any, **kw: Any) -> Any:
         transaction = int(time.time() * 1000) % 2_000_000_000
         meter = _int(meter_start)
-        self.live.start_session(str(transaction), None if meter is None else float(meter))
+        self.live.start_session(
+            str(transaction), None if meter is None else float(meter), time.monotonic()
+        )
         log.info("%s: transaction %d started on connector %s", self.id, transaction, connector_id)
         return res16.StartTransaction(
             transaction_id=transaction, id_tag_info={"status": "Accepted"}
@@ -219,6 +247,9 @@ class Session16(Session, CP16):
     @on("MeterValues", skip_schema_validation=True)
     @lenient
     def on_meter_values(self, connector_id: Any, meter_value: Any, **kw: Any) -> Any:
+        transaction = kw.get("transaction_id")
+        if transaction is not None:  # proof of a session, also one from before our restart
+            self.live.join_session(str(transaction), time.monotonic())
         self.take_meter_values(meter_value)
         return res16.MeterValues()
 
@@ -263,6 +294,19 @@ class Session16(Session, CP16):
     async def clear_profile(self, profile_id: int) -> str:
         request = call16.ClearChargingProfile(id=profile_id)
         return (await self.call(request, suppress=False)).status
+
+    async def ask_state(self, connectors: int) -> None:
+        """After a connect without Boot: the status of each connector, and meter values."""
+        for connector in range(1, connectors + 1):
+            request = call16.TriggerMessage(
+                requested_message="StatusNotification", connector_id=connector
+            )
+            await self.call(request, suppress=False)
+        await self.ask_meter_values(1)
+
+    async def ask_meter_values(self, connector: int) -> None:
+        request = call16.TriggerMessage(requested_message="MeterValues", connector_id=connector)
+        await self.call(request, suppress=False)
 
 
 def _variable(component: str, variable: str, value: str | None = None) -> dict:
@@ -321,9 +365,13 @@ class Session201(Session, CP201):
         info = transaction_info if isinstance(transaction_info, dict) else {}
         event = str(event_type)
         reading = parse_meter_values(kw.get("meter_value"), self.lines)
-        if event == "Started" or (self.live.transaction is None and event == "Updated"):
-            self.live.start_session(str(info.get("transaction_id", "")), reading.energy_wh)
+        if event == "Started":
+            self.live.start_session(
+                str(info.get("transaction_id", "")), reading.energy_wh, time.monotonic()
+            )
             log.info("%s: transaction %s started", self.id, info.get("transaction_id"))
+        elif event == "Updated":  # also a session from before our restart
+            self.live.join_session(str(info.get("transaction_id", "")), time.monotonic())
         if info.get("charging_state") is not None:
             self.live.charging_state = str(info["charging_state"])
         self.live.apply(reading, time.time(), time.monotonic())
@@ -399,6 +447,19 @@ class Session201(Session, CP201):
     async def clear_profile(self, profile_id: int) -> str:
         request = call201.ClearChargingProfile(charging_profile_id=profile_id)
         return (await self.call(request, suppress=False)).status
+
+    async def ask_state(self, connectors: int) -> None:
+        """After a connect without Boot: the status of each EVSE, and meter values."""
+        for evse in range(1, connectors + 1):
+            request = call201.TriggerMessage(
+                requested_message="StatusNotification", evse={"id": evse, "connector_id": 1}
+            )
+            await self.call(request, suppress=False)
+        await self.ask_meter_values(1)
+
+    async def ask_meter_values(self, evse: int) -> None:
+        request = call201.TriggerMessage(requested_message="MeterValues", evse={"id": evse})
+        await self.call(request, suppress=False)
 
 
 SESSIONS: dict[str, type[Session16] | type[Session201]] = {

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.model import STATUSES
+from gateway.model import ACTIVE_STATUSES, STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,8 @@ _CHARGING_STATE = {
     "evconnected": "Preparing",
     "idle": "Preparing",
 }
+# Statuses that go with a session in progress.
+_IN_SESSION = ("Charging", "SuspendedEV", "SuspendedEVSE")
 # A line drawing more than this counts as an active phase.
 ACTIVE_LINE_A = 1.0
 
@@ -168,6 +170,7 @@ class Live:
     energy_wh: float | None = None
     session_start_wh: float | None = None
     session_wh: float = 0.0
+    session_mono: float | None = None  # when we learnt of the session (monotonic)
     last_seen: float | None = None
     reading_at: float | None = None
     reading_mono: float | None = None
@@ -184,6 +187,9 @@ class Live:
     # Set by anything the control task must react to (limit, boot, reading).
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     boots: int = 0
+    # False from each connect until the charger tells us its state (Boot, a status, or a
+    # session proven by its messages): until then we hold what it has, never send 0 A.
+    state_known: bool = False
 
     @property
     def status(self) -> str:
@@ -200,12 +206,36 @@ class Live:
     def booted(self, vendor: str, model: str) -> None:
         self.vendor, self.model = vendor, model
         self.boots += 1
+        self.learnt()
+
+    def learnt(self) -> None:
+        """The charger told us its state: control may act on it."""
+        if not self.state_known and self.status in ACTIVE_STATUSES:
+            # The hub's wish so far rested on a state we did not know (a charging car
+            # taken for Available gets 0 A): wait for its next one.
+            self.wanted_at = None
+        self.state_known = True
         self.wake.set()
 
-    def start_session(self, transaction: str, meter_wh: float | None) -> None:
+    def start_session(self, transaction: str, meter_wh: float | None, mono: float) -> None:
         self.transaction = transaction
+        self.session_mono = mono
+        self.learnt()
         self.session_start_wh = meter_wh
         self.session_wh = 0.0
+
+    def join_session(self, transaction: str, mono: float) -> None:
+        """A session that ran before we (re)started: its messages carry its transaction id.
+
+        While we know nothing else, a session in progress means a car is charging; a
+        status we were told stays (a late meter value must not revive a stopped car).
+        """
+        if self.transaction is None:
+            self.transaction, self.session_mono = transaction, mono
+            self.session_start_wh, self.session_wh = None, 0.0
+        if not self.state_known and not any(s in _IN_SESSION for s in self.statuses.values()):
+            self.statuses[1] = "Charging"
+        self.learnt()
 
     def stop_session(self, meter_wh: float | None) -> None:
         if meter_wh is not None:

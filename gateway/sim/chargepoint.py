@@ -19,10 +19,11 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from ocpp.exceptions import NotImplementedError as NotImplementedCallError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as CP16
 from ocpp.v16 import call as call16
@@ -188,6 +189,7 @@ class SimChargePoint:
         self._seq = 0
         self._meter_sent = 0.0
         self._raw_replies: dict[str, asyncio.Future] = {}
+        self.triggered: set[str] = set()  # TriggerMessage requests, sent on the next tick
 
     # Control from tests, the demo and the bench.
 
@@ -282,15 +284,16 @@ class SimChargePoint:
             self.transaction = None
         await self._report_status()
 
-    async def send_raw(self, frame: str, timeout: float = 5.0) -> list | None:
-        """Send any text frame; return the reply for its message id ("-1" if it has none)."""
+    async def send_raw(self, frame: str | bytes, timeout: float = 5.0) -> list | None:
+        """Send any frame (bytes: a binary one); return the reply for its message id ("-1"
+        if it has none, or the gateway cannot read it)."""
         ws = self._ws
         if ws is None:
             raise RuntimeError(f"{self.id} is not connected")
         try:
             msg = json.loads(frame)
             key = str(msg[1]) if isinstance(msg, list) and len(msg) > 1 else "-1"
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             key = "-1"
         waiter = asyncio.get_running_loop().create_future()
         self._raw_replies[key] = waiter
@@ -319,6 +322,8 @@ class SimChargePoint:
 
     def install(self, profile: Profile) -> str:
         self.installs += 1
+        if "ignores_valid_to" in self.quirks:
+            profile = replace(profile, valid_to=None)  # never re-evaluated at validTo
         if profile.unit not in self.rate_units:
             return "Rejected"
         if profile.stack > self.max_stack_level or profile.connector > 1:
@@ -402,12 +407,18 @@ class SimChargePoint:
                 task.result()  # raises what ended the session
 
     async def _talk(self, cp: _Sim16 | _Sim201) -> None:
-        if self.connections == 1 or self.boot_on_reconnect or self.boots_pending:
+        # Real firmware: a plain reconnect (the central system restarted) is silent.
+        silent = "no_boot_on_reconnect" in self.quirks and not self.boots_pending
+        if self.connections == 1 or self.boots_pending or (self.boot_on_reconnect and not silent):
             await self._boot(cp)
-        await self._report_status(force=True)
+        if self.connections == 1 or not silent:
+            await self._report_status(force=True)
         self.connected.set()
         while True:
-            await self._report_status()
+            triggered, self.triggered = self.triggered, set()
+            await self._report_status(force="StatusNotification" in triggered)
+            if "MeterValues" in triggered:
+                await self._meter_values()
             if time.monotonic() >= self._meter_sent + self._interval():
                 self._meter_sent = time.monotonic()
                 await self._meter_values()
@@ -571,6 +582,14 @@ class _RawReplies:
         if not self.sim.take_raw_reply(raw_msg):
             await super().route_message(raw_msg)  # type: ignore[misc]
 
+    async def _send(self, message: str) -> None:
+        if "reply_extras" in self.sim.quirks:  # vendor fields in every reply
+            frame = json.loads(message)
+            if frame[0] == 3 and isinstance(frame[2], dict):
+                frame[2]["vendorInfo"] = {"firmware": "1.2.0", "note": "extra"}
+                message = json.dumps(frame)
+        await super()._send(message)  # type: ignore[misc]
+
 
 class _Sim16(_RawReplies, CP16):
     @on("SetChargingProfile")
@@ -605,10 +624,17 @@ class _Sim16(_RawReplies, CP16):
     def on_change_availability(self, connector_id: int, type: str, **kw: Any) -> Any:
         return res16.ChangeAvailability(status="Accepted")
 
+    @on("TriggerMessage")
+    def on_trigger(self, requested_message: str, **kw: Any) -> Any:
+        self.sim.triggered.add(requested_message)
+        return res16.TriggerMessage(status="Accepted")
+
 
 class _Sim201(_RawReplies, CP201):
     @on("SetChargingProfile")
     def on_set_profile(self, evse_id: int, charging_profile: dict, **kw: Any) -> Any:
+        if "set_profile_not_implemented" in self.sim.quirks:  # MicroOcpp / SAP in 2.0.1
+            raise NotImplementedCallError(details={"cause": "smart charging not built in"})
         profile = read_profile(charging_profile, evse_id, "2.0.1", self.sim.clock())
         return res201.SetChargingProfile(status=self.sim.install(profile))
 
@@ -658,3 +684,8 @@ class _Sim201(_RawReplies, CP201):
     @on("ChangeAvailability")
     def on_change_availability(self, operational_status: str, **kw: Any) -> Any:
         return res201.ChangeAvailability(status="Accepted")
+
+    @on("TriggerMessage")
+    def on_trigger(self, requested_message: str, **kw: Any) -> Any:
+        self.sim.triggered.add(requested_message)
+        return res201.TriggerMessage(status="Accepted")

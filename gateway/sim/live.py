@@ -54,6 +54,7 @@ class LiveSite:
     premises: Premises
     versions: Mapping[str, str]  # charger id -> "1.6" | "2.0.1"
     cars: Mapping[str, EV] = field(default_factory=dict)
+    quirks: Mapping[str, frozenset[str]] = field(default_factory=dict)  # charger id -> QUIRKS
     arrivals_s: Mapping[str, float] = field(default_factory=dict)
     day_start_s: float = 10 * 3600  # the premises' time of day at start
     speed: float = 1.0  # premises time runs this much faster than the wall clock
@@ -118,6 +119,7 @@ class LiveSite:
                 max_a=ch.max_a,
                 meter_interval_s=self.meter_interval_s,
                 tick_s=self.car_tick_s,
+                quirks=self.quirks.get(ch.id, frozenset()),
             )
             phases = tuple(PHASE_NAMES.index(p) for p in ch.phase_map[:wired])
             self.stations.append(Station(ch.id, point, phases, self.arrivals_s.get(ch.id)))
