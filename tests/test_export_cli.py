@@ -84,6 +84,9 @@ def test_status_prints_site_and_chargers_of_a_running_gateway() -> None:
         assert "overrides: site current 16 A, site power -" in out
         # Household is the house's consumption; the grid-minus-chargers figure is named apart.
         assert "household 3300 W (net of PV and battery 900 W)" in out
+        # The charger table's current columns are the charger's own lines, named apart
+        # from the site's phases.
+        assert "line1 A" in out and "L1 A" not in out
         rows = [line.split() for line in lines if "wallbox-" in line]
         assert [r[1] for r in rows] == ["wallbox-0", "wallbox-1", "wallbox-2"]
         # Rounded as a display reads (10.25 A -> 10.2, 5601 W whole).

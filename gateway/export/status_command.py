@@ -151,9 +151,15 @@ def _charger_lines(chargers: list[dict[str, Any]]) -> list[str]:
     modes = {m.code: m.value for m in Mode}
     reasons = {r.code: r.text for r in Reason}
     columns = ("#", "id", "online", "status", "ph", "mode", "alloc A", "target A")
-    columns += ("L1 A", "L2 A", "L3 A", "power W", "session Wh", "override", "reason")
-    widths = (3, 16, 6, 13, 2, 8, 7, 8, 6, 6, 6, 8, 10, 14, 0)
-    lines = ["", "chargers: none configured" if not chargers else "chargers"]
+    # The charger's own lines, not site phases: its phase_map says where each is wired.
+    columns += ("line1 A", "line2 A", "line3 A", "power W", "session Wh", "override", "reason")
+    widths = (3, 16, 6, 13, 2, 8, 7, 8, 7, 7, 7, 8, 10, 14, 0)
+    lines = [
+        "",
+        "chargers: none configured"
+        if not chargers
+        else "chargers (line1-3: each charger's own lines; its phase_map names the site phase)",
+    ]
     if not chargers:
         return lines
 
