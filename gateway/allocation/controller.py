@@ -24,9 +24,11 @@ from functools import lru_cache
 from typing import Any
 
 from gateway.allocation.allocator import DRAWING_A, allocate
+from gateway.allocation.guard import guard
 from gateway.allocation.timing import ControlSettings, Timing
 from gateway.model import (
     ACTIVE_STATUSES,
+    PHASE_NAMES,
     Allocation,
     Charger,
     ChargerAllocation,
@@ -95,6 +97,7 @@ class ControllerState:
     last_now: float | None = None
     failsafe: bool = False  # the last cycle was in failsafe
     external_limit: bool = False  # an external limit was in force in the last cycle
+    guarding: bool = False  # the guard found the measured grid over the limit last cycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +213,13 @@ class Controller:
         for c, plan in zip(chargers, plans, strict=True):
             self._plan(plan, c, allocation.by_id[c.id], adjusted, now, state.last_now)
         self._check_holds(adjusted, allocation, plans)
+        over = _guard(adjusted, chargers, plans)
+        if bool(over) != state.guarding:  # one line per episode, not per cycle
+            if over:
+                log.warning("guard: %s; chargers on it cut", over)
+            else:
+                log.info("guard: measured grid current back under the limit")
+            state = replace(state, guarding=bool(over))
         if (above_min, above_target) != (state.soc_above_min, state.soc_above_target):
             state = replace(state, soc_above_min=above_min, soc_above_target=above_target)
         return self._finish(state, chargers, plans, now, allocation, external, failsafe=False)
@@ -404,6 +414,31 @@ class Controller:
                 p.reason = Reason.BREAKER_LIMIT if granted > 0.0 else Reason.NO_CAPACITY
                 p.detail = f"{c.mode.value}: breaker cannot carry {p.limit:g} A"
                 p.limit = granted
+
+
+def _guard(snapshot: Snapshot, chargers: list[Charger], plans: list[_Plan]) -> str:
+    """The measured-current guard over this cycle's plans (see `guard.py`): what is over
+    ("" when nothing is)."""
+    m = snapshot.measurements
+    volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else snapshot.site.voltage_v
+    result = guard(
+        snapshot.site,
+        m.grid_current_a,
+        volts,
+        chargers,
+        [p.limit for p in plans],
+        [p.state.limit_a for p in plans],
+    )
+    parts = [f"phase {PHASE_NAMES[i]} +{a:.1f} A" for i, a in enumerate(result.over) if a > 0]
+    if result.import_over_w > 0.0:
+        parts.append(f"import +{result.import_over_w:.0f} W")
+    over = ", ".join(parts)
+    for plan, limit, cut in zip(plans, result.limits, result.cut, strict=True):
+        if cut:
+            plan.limit = limit
+            plan.reason = Reason.GUARD_CUT
+            plan.detail = f"guard: {over} over the limit"
+    return f"measured {over} over the limit" if over else ""
 
 
 def _log_transitions(
