@@ -30,6 +30,12 @@ class Live:
     online: bool = True
     status: str | None = "Charging"
     draw_a: tuple = (10.0, 10.0, 10.0)
+    reading_mono: float | None = None
+    lines_reported: tuple = (True, True, True)
+    sent_a: float | None = None
+    sent_until_mono: float | None = None
+    failsafe_a: float = 6.0
+    uncontrolled: bool = False
 
 
 @dataclass

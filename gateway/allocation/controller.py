@@ -270,7 +270,8 @@ class Controller:
         if charger.status not in ACTIVE_STATUSES:
             _reset(plan)
             return
-        plan.limit = self.failsafe_a.get(charger.id, charger.min_a)
+        # Never above the last command: a charger the breaker had at 0 A stays there.
+        plan.limit = min(plan.state.limit_a, self.failsafe_a.get(charger.id, charger.min_a))
         plan.reason = Reason.FAILSAFE_STALE
         age_text = "no meter data" if math.isinf(age) else f"meter data {age:.0f} s old"
         plan.detail = f"failsafe {plan.limit:g} A: {age_text}"

@@ -9,10 +9,11 @@ chargers drawing on that phase by at least the excess plus `GUARD_MARGIN_A`, lea
 urgent and lowest priority first, and lets no command on that phase rise above the
 last one sent until the phase is back under.
 
-A cut is reckoned from what a charger draws now, not from its previous command: a car
-that has not yet followed an earlier cut is cut again. That overshoots while a car
-lags (it is pulled lower than needed for a cycle or two), which is the safe direction;
-the normal ramp brings it back up once the phase is under.
+A cut is reckoned from what a charger draws now, not from its previous command, and a
+charger drawing above its last command (it disobeys, or its car still lags) is cut but
+not counted on: the next charger is cut as well. That overshoots while a car lags (it
+is pulled lower than needed for a cycle or two), which is the safe direction; the
+normal ramp brings it back up once the phase is under.
 
 Reaction bound: a measured overload is answered in the same cycle; the physical
 current is back under the breaker one car lag later, or, where a charger does not
@@ -30,6 +31,8 @@ from gateway.model import PHASE_NAMES, Charger, Site
 # Cut below the breaker by this much, so a car settling a little above its limit or
 # rounding in the meter does not leave the phase at the edge.
 GUARD_MARGIN_A = 1.0
+# A charger drawing more than this above its last command is not following it.
+FOLLOW_TOLERANCE_A = 1.0
 _INDEX = {name: i for i, name in enumerate(PHASE_NAMES)}
 
 
@@ -84,13 +87,20 @@ def guard(
 
     def lower(i: int, draw: float, by: float) -> float:
         """Lower charger i's command to at most `draw - by` A/phase (0 below its minimum);
-        return how much less it will draw."""
+        return how much less it can be counted on to draw.
+
+        A charger drawing above its last command has not followed it (it disobeys, or
+        its car still lags): its cut is sent, but not counted on, so the next charger
+        is cut too.
+        """
         new = max(0.0, draw - by)
         if new < chargers[i].min_a:
             new = 0.0
         if new < limits[i]:
             limits[i] = new
             cut[i] = True
+        if draw > last[i] + FOLLOW_TOLERANCE_A:
+            return 0.0
         return max(0.0, draw - limits[i])
 
     def hold(i: int) -> None:
