@@ -121,6 +121,14 @@ def guard(
                 break
             if draw > DRAWING_A:
                 remaining -= lower(i, draw, remaining)
+        # Excess nobody is seen drawing: a charger whose draw is unknown there (a line
+        # it does not report, an unbelievable value, wired otherwise than configured)
+        # may carry it. Cut those too, without counting on it.
+        for i in order:
+            if remaining <= 0.0:
+                break
+            if limits[i] > 0.0 and draw_on[i][phase] <= DRAWING_A:
+                lower(i, limits[i], remaining)
 
     if import_over > 0.0:
         for i in range(len(chargers)):
