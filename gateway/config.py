@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.allocation.allocator import wired_lines
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
 from gateway.allocation.timing import ControlSettings, Timing, read_control, read_timing
 from gateway.export.config import ExportConfig, read_export
 from gateway.logsetup import LogConfig, read_log
 from gateway.meters.config import MeterConfig, read_meters
-from gateway.model import Charger, Site
+from gateway.model import PHASE_NAMES, Charger, Site
 from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
 from gateway.schema import SchemaError, Table
 from gateway.tomlfile import TomlError, read_toml
@@ -63,13 +64,40 @@ def read_charger_config(t: Table, site: Site, control: ControlSettings) -> Charg
     )
 
 
+# What the house is assumed to draw per phase when every charger sits at its failsafe
+# current (no gateway, or stale data): the failsafe currents must fit beside it.
+HOUSEHOLD_RESERVE_A = 6.0
+
+
+def _check_failsafe_fit(
+    chargers: tuple[ChargerConfig, ...], site: Site, reserve: float, reserve_at: str
+) -> None:
+    load = dict.fromkeys(PHASE_NAMES[: site.phases], 0.0)
+    for c in chargers:
+        for k in range(wired_lines(c.charger, site.phases)):
+            load[c.charger.phase_map[k]] += c.failsafe_a
+    for phase, amps in load.items():
+        if amps + reserve > site.main_breaker_a + 1e-9:
+            raise SchemaError(
+                reserve_at,
+                f"the chargers' failsafe_a put {amps:g} A on phase {phase}; with this"
+                f" household reserve ({reserve:g} A) that is over site.main_breaker_a"
+                f" ({site.main_breaker_a:g} A): lower chargers[].failsafe_a",
+            )
+
+
 def read_config(top: Table, path: str) -> Config:
     site_table = top.table("site")
     site = read_site(site_table)
+    reserve = site_table.number(
+        "household_reserve_a", HOUSEHOLD_RESERVE_A, lo=0, hi=site.main_breaker_a
+    )
+    reserve_at = site_table.at("household_reserve_a")
     site_table.finish()
     control = read_control(top)
     chargers = top.each("chargers", lambda t: read_charger_config(t, site, control), ())
     check_chargers(tuple(c.charger for c in chargers), site, "chargers")
+    _check_failsafe_fit(chargers, site, reserve, reserve_at)
     if len(chargers) > MAX_CHARGERS:
         raise SchemaError("chargers", f"at most {MAX_CHARGERS} (the register map's blocks)")
     meters = read_meters(top, path, tuple(c.id for c in chargers))

@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from gateway.allocation.allocator import DRAWING_A, allocate
-from gateway.allocation.guard import guard
+from gateway.allocation.guard import FOLLOW_S, guard
 from gateway.allocation.timing import ControlSettings, Timing
 from gateway.model import (
     ACTIVE_STATUSES,
@@ -75,6 +75,7 @@ class ChargerState:
     stopped_at: float | None = None  # the last stop (minimum pause)
     hold_until: float | None = None  # excess hold expiry
     idle_since: float | None = None  # SuspendedEV and drawing < 1 A since
+    lowered_at: float | None = None  # the last reduction of the command (the guard's patience)
     following: bool = False  # eco: following surplus above its minimum
     starts: int = 0
     stops: int = 0
@@ -213,7 +214,7 @@ class Controller:
         for c, plan in zip(chargers, plans, strict=True):
             self._plan(plan, c, allocation.by_id[c.id], adjusted, now, state.last_now)
         self._check_holds(adjusted, allocation, plans)
-        over = _guard(adjusted, chargers, plans)
+        over = _guard(adjusted, chargers, plans, now)
         if bool(over) != state.guarding:  # one line per episode, not per cycle
             if over:
                 log.warning("guard: %s; chargers on it cut", over)
@@ -417,7 +418,7 @@ class Controller:
                 p.limit = granted
 
 
-def _guard(snapshot: Snapshot, chargers: list[Charger], plans: list[_Plan]) -> str:
+def _guard(snapshot: Snapshot, chargers: list[Charger], plans: list[_Plan], now: float) -> str:
     """The measured-current guard over this cycle's plans (see `guard.py`): what is over
     ("" when nothing is)."""
     m = snapshot.measurements
@@ -429,6 +430,7 @@ def _guard(snapshot: Snapshot, chargers: list[Charger], plans: list[_Plan]) -> s
         chargers,
         [p.limit for p in plans],
         [p.state.limit_a for p in plans],
+        [p.state.lowered_at is not None and now - p.state.lowered_at <= FOLLOW_S for p in plans],
     )
     parts = [f"phase {PHASE_NAMES[i]} +{a:.1f} A" for i, a in enumerate(result.over) if a > 0]
     if result.import_over_w > 0.0:
@@ -530,6 +532,8 @@ def _count(plan: _Plan, now: float) -> None:
     stop time."""
     last, limit = plan.state.limit_a, plan.limit
     plan.set(limit_a=limit)
+    if limit < last:
+        plan.set(lowered_at=now)
     if plan.reason is Reason.RELEASED or plan.reason is Reason.NOT_ACTIVE:
         return
     if limit > 0.0 and last <= 0.0:

@@ -9,15 +9,13 @@ chargers drawing on that phase by at least the excess plus `GUARD_MARGIN_A`, lea
 urgent and lowest priority first, and lets no command on that phase rise above the
 last one sent until the phase is back under.
 
-A cut is reckoned from what a charger draws now, not from its previous command, and a
-charger drawing above its last command (it disobeys, or its car still lags) is cut but
-not counted on: the next charger is cut as well. That overshoots while a car lags (it
-is pulled lower than needed for a cycle or two), which is the safe direction; the
-normal ramp brings it back up once the phase is under.
+A charger drawing above its last command is counted on to come down to it while its
+car may still be following (`FOLLOW_S` after the command was lowered); after that it
+is taken to disobey: it is cut but not counted on, and the next charger is cut too.
 
 Reaction bound: a measured overload is answered in the same cycle; the physical
-current is back under the breaker one car lag later, or, where a charger does not
-obey, once the cuts of the others cover the excess (each cycle cuts again).
+current is back under the breaker one car lag later; where a charger does not obey,
+the others are cut `FOLLOW_S` later and follow one car lag after that.
 """
 
 from __future__ import annotations
@@ -33,6 +31,9 @@ from gateway.model import PHASE_NAMES, Charger, Site
 GUARD_MARGIN_A = 1.0
 # A charger drawing more than this above its last command is not following it.
 FOLLOW_TOLERANCE_A = 1.0
+# A car is given this long to follow a lowered limit (IEC 61851: 5 s, plus a cycle);
+# meanwhile its pending reduction is counted on, after that it is not.
+FOLLOW_S = 6.0
 _INDEX = {name: i for i, name in enumerate(PHASE_NAMES)}
 
 
@@ -56,12 +57,14 @@ def guard(
     chargers: Sequence[Charger],
     planned: Sequence[float],
     last: Sequence[float],
+    following: Sequence[bool],
 ) -> GuardResult:
     """Guard `planned` commands (A/phase per charger) against the measured grid.
 
     `site` is the site as limited this cycle (an external limit lowers its breaker),
-    `last` the commands sent in the previous cycle, `chargers` carry this cycle's
-    believed draw per charger line.
+    `last` the commands sent in the previous cycle, `following[i]` whether charger i's
+    command was lowered within `FOLLOW_S` (its car may still be following it),
+    `chargers` carry this cycle's believed draw per charger line.
     """
     n = site.phases
     limits = list(planned)
@@ -93,15 +96,20 @@ def guard(
         its car still lags): its cut is sent, but not counted on, so the next charger
         is cut too.
         """
+        before = limits[i]
         new = max(0.0, draw - by)
         if new < chargers[i].min_a:
             new = 0.0
         if new < limits[i]:
             limits[i] = new
             cut[i] = True
-        if draw > last[i] + FOLLOW_TOLERANCE_A:
+        return credit(i, draw, limits[i]) - credit(i, draw, before)
+
+    def credit(i: int, draw: float, limit: float) -> float:
+        """How much less than `draw` charger i can be counted on to draw at `limit`."""
+        if draw > last[i] + FOLLOW_TOLERANCE_A and not following[i]:
             return 0.0
-        return max(0.0, draw - limits[i])
+        return max(0.0, draw - limit)
 
     def hold(i: int) -> None:
         if limits[i] > last[i]:
@@ -115,6 +123,8 @@ def guard(
             if phase in phases_of[i]:
                 hold(i)
         remaining = over[phase] + GUARD_MARGIN_A
+        # The model's own reductions this cycle count first.
+        remaining -= sum(credit(i, d[phase], limits[i]) for i, d in enumerate(draw_on))
         for i in order:
             draw = draw_on[i][phase]
             if remaining <= 0.0:
