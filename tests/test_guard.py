@@ -16,6 +16,8 @@ from gateway.allocation.timing import ControlSettings, Timing
 from gateway.inputs import charger_inputs, read_site
 from gateway.model import PHASE_NAMES, Charger, Mode, Reason, Site, Snapshot
 from gateway.sim.ev import EV
+from tests.test_inputs import Live as View
+from tests.test_inputs import Meter, R
 
 
 def test_an_overloaded_phase_cuts_the_least_urgent_charger_by_the_excess_plus_margin():
@@ -74,36 +76,6 @@ QUIRKS = (
     "stale_report",
     "uncontrolled",
 )
-
-
-@dataclass
-class R:
-    value: float
-    at: float
-
-
-@dataclass
-class Meter:
-    name: str
-    role: str
-    values: dict
-    ok: bool = True
-    charger: str | None = None
-
-
-@dataclass
-class View:
-    """A charger as the OCPP layer would report it."""
-
-    online: bool = True
-    status: str | None = "Charging"
-    draw_a: tuple = (0.0, 0.0, 0.0)
-    reading_mono: float | None = None
-    lines_reported: tuple = (True, True, True)
-    sent_a: float | None = None
-    sent_until_mono: float | None = None
-    failsafe_a: float = 6.0
-    uncontrolled: bool = False
 
 
 @dataclass
