@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from gateway.allocation.allocator import wired_lines
 from gateway.allocation.snapshot import check_chargers, read_charger_settings, read_site
 from gateway.allocation.timing import ControlSettings, Timing, read_control, read_timing
 from gateway.export.config import ExportConfig, read_export
 from gateway.logsetup import LogConfig, read_log
 from gateway.meters.config import MeterConfig, read_meters
-from gateway.model import Charger, Site
+from gateway.model import PHASE_NAMES, Charger, Site
 from gateway.mqtt.config import MqttConfig, read_mqtt
 from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
 from gateway.schema import SchemaError, SchemaErrors, Table
@@ -75,6 +76,34 @@ def read_charger_config(t: Table, site: Site, control: ControlSettings) -> Charg
     )
 
 
+# What the house is assumed to draw per phase when every charger sits at its failsafe
+# current (no gateway, or stale data): the failsafe currents must fit beside it.
+HOUSEHOLD_RESERVE_A = 6.0
+
+
+def _check_failsafe_fit(
+    chargers: tuple[ChargerConfig, ...], site: Site, reserve: float, reserve_at: str
+) -> None:
+    load = dict.fromkeys(PHASE_NAMES[: site.phases], 0.0)
+    for c in chargers:
+        for k in range(wired_lines(c.charger, site.phases)):
+            load[c.charger.phase_map[k]] += c.failsafe_a
+    for phase, amps in load.items():
+        if amps + reserve > site.main_breaker_a + 1e-9:
+            raise SchemaError(
+                reserve_at,
+                f"the chargers' failsafe_a put {amps:g} A on phase {phase}; with this"
+                f" household reserve ({reserve:g} A) that is over site.main_breaker_a"
+                f" ({site.main_breaker_a:g} A): lower chargers[].failsafe_a",
+            )
+
+
+def _site_and_reserve(t: Table) -> tuple[Site, float, str]:
+    site = read_site(t)
+    reserve = t.number("household_reserve_a", HOUSEHOLD_RESERVE_A, lo=0, hi=site.main_breaker_a)
+    return site, reserve, t.at("household_reserve_a")
+
+
 def read_config(top: Table, path: str) -> Config:
     """Every section is read even after one fails, so one run names every error (sections
     that depend on a failed one, chargers on the site, are skipped)."""
@@ -87,7 +116,8 @@ def read_config(top: Table, path: str) -> Config:
             errors.append(exc)
             return None
 
-    site = part(lambda: _finished(top.table("site"), read_site))
+    site_and_reserve = part(lambda: _finished(top.table("site"), _site_and_reserve))
+    site = site_and_reserve[0] if site_and_reserve is not None else None
     control = part(lambda: read_control(top))
     tables = part(lambda: top.tables("chargers", [])) or []
     chargers: tuple[ChargerConfig, ...] = ()
@@ -99,6 +129,8 @@ def read_config(top: Table, path: str) -> Config:
         chargers = tuple(c for c in read if c is not None)
         if len(chargers) == len(tables):
             part(lambda: check_chargers(tuple(c.charger for c in chargers), site, "chargers"))
+            assert site_and_reserve is not None
+            part(lambda: _check_failsafe_fit(chargers, *site_and_reserve))
     if len(tables) > MAX_CHARGERS:
         errors.append(
             SchemaError("chargers", f"at most {MAX_CHARGERS} (the register map's blocks)")

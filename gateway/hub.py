@@ -29,7 +29,7 @@ from gateway.config import Config
 from gateway.export.state import ChargerState as ExportCharger
 from gateway.export.state import ExportState
 from gateway.inputs import ChargerView, MeterView, Overrides, SiteInputs, charger_inputs, read_site
-from gateway.model import Snapshot
+from gateway.model import Charger, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,8 @@ class Hub:
         self._last_limits: dict[str, float] = {}
         self.summary_every_s = 60.0
         self._last_summary: float | None = None
+        self._implausible: set[str] = set()
+        self._undeclared: set[str] = set()
 
     # -- one cycle --------------------------------------------------------------------
 
@@ -132,9 +134,11 @@ class Hub:
         overrides = self.export.overrides() if self.export is not None else None
         if self.settings is not None:
             overrides = self.settings.layered(overrides)
+        configured = [c.charger for c in config.chargers]
         chargers = charger_inputs(
-            [c.charger for c in config.chargers], live, overrides, meter_views, now, stale_after
+            configured, live, overrides, meter_views, now, stale_after, config.site.phases
         )
+        self._log_distrust(inputs, configured, chargers)
         snapshot = Snapshot(site=config.site, measurements=inputs.measurements, chargers=chargers)
         external = None
         if overrides is not None and (
@@ -172,6 +176,32 @@ class Hub:
         if self.on_cycle is not None:
             self.on_cycle(report)
         return report
+
+    def _log_distrust(
+        self, inputs: SiteInputs, configured: Sequence[Charger], chargers: Sequence[Charger]
+    ) -> None:
+        """One line when readings start or stop being outside physics, and one per
+        charger found drawing on lines it is not configured for."""
+        implausible = set(inputs.implausible)
+        if implausible - self._implausible:
+            log.warning(
+                "not believed (outside physics, taken as not read): %s",
+                ", ".join(sorted(implausible - self._implausible)),
+            )
+        elif self._implausible and not implausible:
+            log.info("meter readings plausible again")
+        self._implausible = implausible
+        for n, (c, seen) in enumerate(zip(configured, chargers, strict=True)):
+            if seen.phases > c.phases and c.id not in self._undeclared:
+                self._undeclared.add(c.id)
+                log.warning(
+                    "charger %s draws on %d lines but is configured for %d: counted on all;"
+                    " fix chargers[%d].phases (and phase_map)",
+                    c.id,
+                    seen.phases,
+                    c.phases,
+                    n,
+                )
 
     def _log_changes(self, decision: Decision) -> None:
         """One line per limit change; meters and the controller log their own transitions."""

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from gateway.allocation.allocator import DRAWING_A
 from gateway.model import Charger, Measurements, Mode, Site
 
 
@@ -30,9 +31,17 @@ class MeterView(Protocol):
 
 
 class ChargerView(Protocol):
+    """What `CentralSystem.states()` gives per charger (`gateway.ocpp.state.ChargerState`)."""
+
     online: bool
     status: str | None
     draw_a: tuple[float, float, float]
+    reading_mono: float | None  # the hub's clock when the last current reading arrived
+    lines_reported: tuple[bool, bool, bool]
+    sent_a: float | None
+    sent_until_mono: float | None
+    failsafe_a: float
+    uncontrolled: bool
 
 
 class ChargerOverride(Protocol):
@@ -54,6 +63,53 @@ class SiteInputs:
     grid_age_s: float  # age of the oldest grid current used; inf before the first reading
     grid_power_w: float  # NaN if unknown
     failing_meters: tuple[str, ...]  # names of meters whose last poll failed
+    # "meter key" of each reading outside physics this cycle (taken as not read).
+    implausible: tuple[str, ...] = ()
+
+
+# A reading beyond these is not a measurement (a decoding or device fault): the site's
+# breaker or the device cannot carry it. Generous, so no real reading is refused.
+_CURRENT_BEYOND_BREAKER = 4.0  # x the main breaker, per phase
+_POWER_PER_PHASE_A = 4.0  # x breaker x nominal voltage, per phase present
+_VOLTAGE_RANGE_V = (0.0, 500.0)
+
+
+def _limits(site: Site) -> dict[str, float]:
+    current = _CURRENT_BEYOND_BREAKER * max(site.main_breaker_a, 16.0)
+    power = _POWER_PER_PHASE_A * max(site.main_breaker_a, 16.0) * site.voltage_v * site.phases
+    return {"current": current, "power": power}
+
+
+def _believed(key: str, value: float, site: Site) -> bool:
+    """A value within what the site and device can physically carry."""
+    if not math.isfinite(value):
+        return False
+    if key.startswith("voltage"):
+        return _VOLTAGE_RANGE_V[0] <= value <= _VOLTAGE_RANGE_V[1]
+    if key == "soc_pct":
+        return -1.0 <= value <= 101.0
+    kind = "current" if key.startswith("current") else "power" if key.startswith("power") else ""
+    return not kind or abs(value) <= _limits(site)[kind]
+
+
+@dataclass(frozen=True, slots=True)
+class _BelievedView:
+    """A meter's values with the implausible ones removed."""
+
+    name: str
+    role: str
+    charger: str | None
+    values: Mapping[str, Reading]
+    ok: bool
+
+
+def _believe(meter: MeterView, site: Site, implausible: list[str]) -> MeterView:
+    bad = [k for k, r in meter.values.items() if not _believed(k, r.value, site)]
+    if not bad:
+        return meter
+    implausible.extend(f"{meter.name} {k}" for k in bad)
+    values = {k: r for k, r in meter.values.items() if k not in bad}
+    return _BelievedView(meter.name, meter.role, meter.charger, values, meter.ok)
 
 
 def _phase_keys(n: int, kind: str, unit: str) -> list[str]:
@@ -93,6 +149,8 @@ def read_site(
     meters: Sequence[MeterView], site: Site, now: float, stale_after_s: float
 ) -> SiteInputs:
     n = site.phases
+    implausible: list[str] = []
+    meters = [_believe(m, site, implausible) for m in meters]
     grid = next((m for m in meters if m.role == "grid"), None)
     currents: tuple[float, ...] = (0.0,) * n
     age = math.inf
@@ -131,19 +189,54 @@ def read_site(
         grid_age_s=age,
         grid_power_w=grid_power,
         failing_meters=tuple(m.name for m in meters if not m.ok),
+        implausible=tuple(implausible),
     )
 
 
-def _line_draw(view: ChargerView | None) -> tuple[float, float, float]:
-    """What the charger draws: only while Charging; otherwise a reading is left over.
+# A reported line current above the charger's max by more than this is not believed.
+DRAW_TOLERANCE_A = 2.0
+_ROTATION = "ABCAB"
 
-    Chargers often stop sending MeterValues once suspended, so the last reading can be
-    the full current of a car that stopped long ago; subtracting it from a fresh grid
-    reading would hide that much household load.
+
+def _line_draw(
+    c: Charger, view: ChargerView | None, now: float, report_max_age_s: float
+) -> tuple[float, float, float]:
+    """What the allocator may subtract from the grid as this charger's draw.
+
+    Only what is known is subtracted; anything unknown stays in the household (the grid
+    measures it), which errs towards less for everyone, never more:
+    - not Charging: nothing (chargers often stop sending MeterValues once suspended, so
+      the last reading can be the full current of a car that stopped long ago);
+    - offline or uncontrolled: nothing, its real draw is fixed load for the others
+      (an offline charger keeps charging at its last limit, then at its failsafe);
+    - a reading older than `report_max_age_s`: nothing (it may draw up to its last
+      limit, which the grid sees);
+    - a line it does not report, or a value that is not finite or beyond its max +
+      DRAW_TOLERANCE_A: nothing on that line (clamping to the max would subtract more
+      than a charger reporting 1000 A may really draw).
     """
-    if view is None or view.status != "Charging":
+    if view is None or view.status != "Charging" or not view.online or view.uncontrolled:
         return (0.0, 0.0, 0.0)
-    return (abs(view.draw_a[0]), abs(view.draw_a[1]), abs(view.draw_a[2]))
+    if view.reading_mono is not None and now - view.reading_mono > report_max_age_s:
+        return (0.0, 0.0, 0.0)
+    top = c.max_a + DRAW_TOLERANCE_A
+    reported = view.lines_reported
+    out = []
+    for k, value in enumerate(view.draw_a):
+        known = reported[k] or not any(reported)  # a view without line flags reports all
+        believed = known and math.isfinite(value) and abs(value) <= top
+        out.append(abs(value) if believed else 0.0)
+    return (out[0], out[1], out[2])
+
+
+def undeclared_lines(c: Charger, draw: tuple[float, float, float], site_phases: int) -> Charger:
+    """A car drawing on lines the charger is not configured for is counted on them: the
+    charger is widened to those lines, assuming the usual rotation from its first phase."""
+    wired = min(c.phases, len(c.phase_map), site_phases)
+    if wired >= site_phases or all(a <= DRAWING_A for a in draw[wired:site_phases]):
+        return c
+    first = _ROTATION.index(c.phase_map[0])
+    return replace(c, phases=site_phases, phase_map=_ROTATION[first : first + site_phases])
 
 
 def charger_inputs(
@@ -153,25 +246,34 @@ def charger_inputs(
     submeters: Sequence[MeterView] = (),
     now: float = 0.0,
     stale_after_s: float = math.inf,
+    site_phases: int = 3,
 ) -> tuple[Charger, ...]:
     """Configured chargers with this cycle's status, draw and written overrides.
 
     An offline charger counts as Unavailable (it takes no share). A charger sub-meter,
     where configured, is trusted over the charger's own MeterValues for the draw. A
     written max only lowers the configured max; `enabled = false` stops the charger.
+    A charger drawing on lines beyond its configured `phases` is widened to them (the
+    caller warns: `undeclared_lines` tells which).
     """
     metered = {m.charger: m for m in submeters if m.role == "charger" and m.charger}
     out = []
     for c in chargers:
         view = live.get(c.id)
         status = view.status if view is not None and view.online and view.status else None
-        draw = _line_draw(view)
+        draw = _line_draw(c, view, now, stale_after_s)
         meter = metered.get(c.id)
-        if meter is not None:
+        uncontrolled = view is not None and view.uncontrolled
+        if meter is not None and status == "Charging" and not uncontrolled:
             lines = [_fresh(meter.values, f"current_l{i}_a", now, stale_after_s) for i in (1, 2, 3)]
             if any(v is not None for v in lines):
-                draw = (abs(lines[0] or 0.0), abs(lines[1] or 0.0), abs(lines[2] or 0.0))
-        charger = replace(c, status=status or "Unavailable", draw_a=draw)
+                top = c.max_a + DRAW_TOLERANCE_A
+                a, b, d = (abs(v) if v is not None and abs(v) <= top else 0.0 for v in lines)
+                draw = (a, b, d)
+        if uncontrolled:
+            status = None  # not commanded; its measured draw stays in the household
+        charger = undeclared_lines(c, draw, site_phases)
+        charger = replace(charger, status=status or "Unavailable", draw_a=draw)
         if overrides is not None:
             o = overrides.charger(c.id)
             if o.mode is not None:

@@ -82,6 +82,7 @@ class Reason(Enum):
     EXCESS_HOLD = (24, "excess hold")
     RAMPING = (25, "ramping up")
     EXTERNAL_LIMIT = (26, "external site limit")
+    GUARD_CUT = (27, "cut: measured grid current over the limit")
 
 
 @dataclass(frozen=True, slots=True)

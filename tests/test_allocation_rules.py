@@ -154,3 +154,18 @@ def test_a_solar_charger_whose_surplus_went_to_a_standard_one_says_so():
     result = run(site(), (-10, -10, -10), charger("std", priority=2), charger("sol", "solar"))
     assert amps(result) == [16, 0]
     assert result.by_id["sol"].reason is Reason.NO_SURPLUS
+
+
+def test_the_inverter_limit_counts_its_whole_output_pv_and_battery():
+    """A 10 kW inverter already putting out 8 kW of PV can add 2 kW, not the battery's 5."""
+    from gateway.allocation.pools import battery_view
+    from gateway.model import Site
+
+    s = Site(
+        main_breaker_a=25,
+        battery=Battery(max_charge_w=5000, max_discharge_w=5000),
+        inverter=Inverter(max_w=10000),
+    )
+    view = battery_view(s, soc=90, power_w=0, volts=230, pv_w=8000)
+    assert abs(view.discharge_room_a - 2000 / 230) < 1e-9
+    assert abs(battery_view(s, 90, 0, 230).discharge_room_a - 5000 / 230) < 1e-9

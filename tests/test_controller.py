@@ -213,27 +213,31 @@ def test_stale_grid_data_puts_active_chargers_at_failsafe_and_back(caplog):
     caplog.set_level(logging.INFO, logger="gateway.allocation.controller")
     run = Run(
         site(),
-        charger("c1", mode="solar"),
+        charger("c1", max_a=16),
         charger("c2", status="Available"),
+        charger("c3", mode="solar"),
         stale_after_s=10,
     )
-    assert run.limit(0, NO_SUN) == 0.0
+    run.limit(-200, NO_SUN)
+    assert run.limit(0, NO_SUN) == 16.0  # ramped up from its minimum
     d = run.step(1, NO_SUN, age=10)
     assert not d.failsafe
     d = run.step(2, NO_SUN, age=10.5)
     assert d.failsafe and d.allocation is None
-    c1, c2 = d.commands
+    c1, c2, c3 = d.commands
     assert (c1.limit_a, c1.reason, c1.failsafe) == (8.0, Reason.FAILSAFE_STALE, True)
     assert c1.detail == "failsafe 8 A: meter data 10 s old"
     assert (c2.limit_a, c2.reason) == (0.0, Reason.NOT_ACTIVE)
+    # Failsafe is min(last command, failsafe): a charger held at 0 A is not raised.
+    assert (c3.limit_a, c3.reason) == (0.0, Reason.FAILSAFE_STALE)
     assert run.step(3, NO_SUN, age=math.inf).commands[0].detail == "failsafe 8 A: no meter data"
-    d = run.step(4, EXPORT_9, age=0.5)  # fresh data: normal control again
+    d = run.step(4, NO_SUN, age=0.5)  # fresh data: normal control again
     assert not d.failsafe
-    assert (d.commands[0].limit_a, d.commands[0].failsafe) == (9.0, False)
+    assert (d.commands[0].reason, d.commands[0].failsafe) == (Reason.STANDARD, False)
     # One log line when it starts, one when it ends.
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
-        "grid data stale: 2 charger(s) at their failsafe current",
+        "grid data stale: 3 charger(s) at their failsafe current",
         "grid data fresh again: normal control resumes",
     ]
 

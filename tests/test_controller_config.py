@@ -82,3 +82,19 @@ def test_bad_control_keys_name_file_line_and_key(tmp_path: Path, cli, old, new, 
     result = cli("check-config", str(path))
     assert result.returncode == 2
     assert f"{path}{where}" in result.stderr
+
+
+def test_failsafe_currents_that_cannot_fit_under_the_breaker_are_refused(tmp_path: Path, cli):
+    """Five default chargers (failsafe = min 6 A) on a 25 A fuse: 30 A before the house."""
+    path = tmp_path / "c.toml"
+    chargers = "".join(f'[[chargers]]\nid = "c{i}"\n' for i in range(5))
+    path.write_text("[site]\nmain_breaker_a = 25\n" + chargers)
+    result = cli("check-config", str(path))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert f"{path}:1: site.household_reserve_a:" in line
+    assert "30 A on phase A" in line and "failsafe_a" in line
+    # Two chargers without a failsafe current: 18 A + the 6 A reserve fit.
+    fits = "[site]\nmain_breaker_a = 25\n" + chargers.replace('"\n', '"\nfailsafe_a = 0\n', 2)
+    path.write_text(fits)
+    assert load_config(path).chargers[0].failsafe_a == 0

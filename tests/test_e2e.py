@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -419,3 +420,34 @@ def test_killing_the_gateway_leaves_the_chargers_at_their_failsafe_current(
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_charger_that_ignores_its_limits_cannot_hold_the_grid_over_the_breaker(tmp_path):
+    """Issue 11: c2 charges at its max whatever it is sent. The model alone would give c1
+    16 A beside it (37 A on a 25 A fuse); the measured guard cuts c1 instead."""
+
+    async def scenario() -> None:
+        async with running(tmp_path, household_w=per_phase_w(5), ramp=100) as site:
+            site.live.stations[1].point.quirks.add("ignores_limits")
+            samples: list[tuple[float, float]] = []
+            start = len(site.reports)
+
+            def sampled() -> bool:
+                samples.append((time.monotonic(), max(site.live.reading.grid_a)))
+                return len(site.reports) >= start + 40
+
+            await until(sampled, 40, "forty cycles")
+            # Over the breaker at most for the guard's reaction (2 cycles + FOLLOW_S +
+            # the car's lag + a meter interval) at a time, and not at the end.
+            reaction_s = 2 * CYCLE_S + 6.0 + CAR_LAG_S + METER_INTERVAL_S + 1.0
+            longest, since = 0.0, None
+            for at, amps in samples:
+                if amps > BREAKER_A + 0.5:
+                    since = at if since is None else since
+                    longest = max(longest, at - since)
+                else:
+                    since = None
+            assert longest <= reaction_s, (longest, reaction_s)
+            assert any(c.reason.code == 27 for r in site.reports for c in r.decision.commands)
+
+    run(scenario)

@@ -88,6 +88,8 @@ def test_encode_decode_each_type() -> None:
     f32 = row("float32", size=2)
     assert f32.encode(230.5) == [0x4366, 0x8000]
     assert math.isnan(f32.decode(f32.encode(None))) and math.isnan(f32.decode(f32.encode(math.nan)))
+    # Beyond float32 (a charger's MeterValues 1e39) is published as unknown, never a crash.
+    assert math.isnan(f32.decode(f32.encode(1e39))) and math.isnan(f32.decode(f32.encode(-1e300)))
     u16 = row("uint16", scale=10)
     assert u16.encode(16.04) == [160] and u16.decode([160]) == 16.0
     assert u16.encode(None) == [0xFFFF] and u16.decode([0xFFFF]) is None

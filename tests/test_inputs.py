@@ -30,6 +30,12 @@ class Live:
     online: bool = True
     status: str | None = "Charging"
     draw_a: tuple = (10.0, 10.0, 10.0)
+    reading_mono: float | None = None
+    lines_reported: tuple = (True, True, True)
+    sent_a: float | None = None
+    sent_until_mono: float | None = None
+    failsafe_a: float = 6.0
+    uncontrolled: bool = False
 
 
 @dataclass
@@ -142,3 +148,35 @@ def test_the_periodic_summary_line_says_the_site_and_who_charges():
     )
     line = summary_line(Snapshot(site=site(), measurements=m), inputs, decision)
     assert line == "summary: grid 5.0/-2.0/1.0 A; pv 4000 W; battery 55 % -800 W; chargers a 16.0 A"
+
+
+def test_a_meter_reading_outside_physics_is_a_failed_read():
+    for bad in (math.nan, math.inf, -1e9, 1e9):
+        values = {f"current_l{i}_a": R(v, 100.0) for i, v in enumerate((5.0, bad, 1.0), 1)}
+        inputs = read_site([Meter("g", "grid", values)], site(), now=100.5, stale_after_s=10)
+        assert inputs.grid_age_s == math.inf  # no believed grid reading: stale, failsafe
+        assert inputs.implausible == ("g current_l2_a",)
+
+
+def test_charger_draw_is_subtracted_only_where_it_is_believed():
+    c = charger("a", max_a=16)
+    cases = {
+        "offline": Live(online=False),
+        "uncontrolled": Live(uncontrolled=True),
+        "stale report": Live(reading_mono=0.0),
+        "absurd": Live(draw_a=(1000.0, 1e39, math.nan)),
+    }
+    for what, live in cases.items():
+        (out,) = charger_inputs([c], {"a": live}, None, (), now=100.0, stale_after_s=10)
+        assert out.draw_a == (0.0, 0.0, 0.0), what  # its real draw stays in the household
+    l1_only = Live(draw_a=(12.0, 0.0, 0.0), lines_reported=(True, False, False), reading_mono=99)
+    (out,) = charger_inputs([c], {"a": l1_only}, None, (), now=100.0, stale_after_s=10)
+    assert out.draw_a == (12.0, 0.0, 0.0) and out.status == "Charging"
+    (out,) = charger_inputs([c], {"a": Live(uncontrolled=True)}, None, (), 100.0, 10)
+    assert out.status == "Unavailable"  # not commanded: fixed load for the others
+
+
+def test_a_car_on_lines_the_charger_is_not_configured_for_is_counted_on_them():
+    c = charger("a", max_a=16, phases=1, phase_map="B")
+    (out,) = charger_inputs([c], {"a": Live(draw_a=(10.0, 10.0, 10.0))}, None, (), 0.0, 10, 3)
+    assert (out.phases, out.phase_map) == (3, "BCA")

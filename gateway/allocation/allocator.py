@@ -100,8 +100,11 @@ class _Allocator:
             for k in range(seat.wired):
                 household[_INDEX[charger.phase_map[k]]] -= charger.draw_a[k]
         self.household = tuple(household)
-        self.battery: BatteryView = battery_view(site, m.battery_soc, m.battery_power_w, self.volts)
-        self.pools = build_pools(site, self.household, self.battery, self.volts)
+        self.battery: BatteryView = battery_view(
+            site, m.battery_soc, m.battery_power_w, self.volts, m.pv_power_w
+        )
+        output_w = max(0.0, (m.pv_power_w or 0.0) + (m.battery_power_w or 0.0))
+        self.pools = build_pools(site, self.household, self.battery, self.volts, output_w)
         self.fresh = self.pools.copy()
 
     # -- what a charger may take ---------------------------------------------------

@@ -24,9 +24,11 @@ from functools import lru_cache
 from typing import Any
 
 from gateway.allocation.allocator import DRAWING_A, allocate
+from gateway.allocation.guard import FOLLOW_S, guard
 from gateway.allocation.timing import ControlSettings, Timing
 from gateway.model import (
     ACTIVE_STATUSES,
+    PHASE_NAMES,
     Allocation,
     Charger,
     ChargerAllocation,
@@ -73,6 +75,7 @@ class ChargerState:
     stopped_at: float | None = None  # the last stop (minimum pause)
     hold_until: float | None = None  # excess hold expiry
     idle_since: float | None = None  # SuspendedEV and drawing < 1 A since
+    lowered_at: float | None = None  # the last reduction of the command (the guard's patience)
     following: bool = False  # eco: following surplus above its minimum
     starts: int = 0
     stops: int = 0
@@ -95,6 +98,7 @@ class ControllerState:
     last_now: float | None = None
     failsafe: bool = False  # the last cycle was in failsafe
     external_limit: bool = False  # an external limit was in force in the last cycle
+    guarding: bool = False  # the guard found the measured grid over the limit last cycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +214,13 @@ class Controller:
         for c, plan in zip(chargers, plans, strict=True):
             self._plan(plan, c, allocation.by_id[c.id], adjusted, now, state.last_now)
         self._check_holds(adjusted, allocation, plans)
+        over = _guard(adjusted, chargers, plans, now)
+        if bool(over) != state.guarding:  # one line per episode, not per cycle
+            if over:
+                log.warning("guard: %s; chargers on it cut", over)
+            else:
+                log.info("guard: measured grid current back under the limit")
+            state = replace(state, guarding=bool(over))
         if (above_min, above_target) != (state.soc_above_min, state.soc_above_target):
             state = replace(state, soc_above_min=above_min, soc_above_target=above_target)
         return self._finish(state, chargers, plans, now, allocation, external, failsafe=False)
@@ -260,7 +271,8 @@ class Controller:
         if charger.status not in ACTIVE_STATUSES:
             _reset(plan)
             return
-        plan.limit = self.failsafe_a.get(charger.id, charger.min_a)
+        # Never above the last command: a charger the breaker had at 0 A stays there.
+        plan.limit = min(plan.state.limit_a, self.failsafe_a.get(charger.id, charger.min_a))
         plan.reason = Reason.FAILSAFE_STALE
         age_text = "no meter data" if math.isinf(age) else f"meter data {age:.0f} s old"
         plan.detail = f"failsafe {plan.limit:g} A: {age_text}"
@@ -406,6 +418,32 @@ class Controller:
                 p.limit = granted
 
 
+def _guard(snapshot: Snapshot, chargers: list[Charger], plans: list[_Plan], now: float) -> str:
+    """The measured-current guard over this cycle's plans (see `guard.py`): what is over
+    ("" when nothing is)."""
+    m = snapshot.measurements
+    volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else snapshot.site.voltage_v
+    result = guard(
+        snapshot.site,
+        m.grid_current_a,
+        volts,
+        chargers,
+        [p.limit for p in plans],
+        [p.state.limit_a for p in plans],
+        [p.state.lowered_at is not None and now - p.state.lowered_at <= FOLLOW_S for p in plans],
+    )
+    parts = [f"phase {PHASE_NAMES[i]} +{a:.1f} A" for i, a in enumerate(result.over) if a > 0]
+    if result.import_over_w > 0.0:
+        parts.append(f"import +{result.import_over_w:.0f} W")
+    over = ", ".join(parts)
+    for plan, limit, cut in zip(plans, result.limits, result.cut, strict=True):
+        if cut:
+            plan.limit = limit
+            plan.reason = Reason.GUARD_CUT
+            plan.detail = f"guard: {over} over the limit"
+    return f"measured {over} over the limit" if over else ""
+
+
 def _log_transitions(
     state: ControllerState,
     failsafe: bool,
@@ -494,6 +532,8 @@ def _count(plan: _Plan, now: float) -> None:
     stop time."""
     last, limit = plan.state.limit_a, plan.limit
     plan.set(limit_a=limit)
+    if limit < last:
+        plan.set(lowered_at=now)
     if plan.reason is Reason.RELEASED or plan.reason is Reason.NOT_ACTIVE:
         return
     if limit > 0.0 and last <= 0.0:

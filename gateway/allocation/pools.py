@@ -30,7 +30,9 @@ class BatteryView:
     discharge_room_a: float  # extra discharge it could still give (total amps)
 
 
-def battery_view(site: Site, soc: float | None, power_w: float | None, volts: float) -> BatteryView:
+def battery_view(
+    site: Site, soc: float | None, power_w: float | None, volts: float, pv_w: float | None = None
+) -> BatteryView:
     battery = site.battery
     if battery is None or soc is None:
         # No battery, or its SOC unknown: never count on it, never block Solar on it.
@@ -40,8 +42,10 @@ def battery_view(site: Site, soc: float | None, power_w: float | None, volts: fl
     room = max(0.0, battery.max_discharge_w - max(0.0, power)) / volts
     inverter = site.inverter
     if inverter is not None and inverter.max_w is not None:
-        # Redirected charge and extra discharge both raise the inverter's AC output.
-        output_room = max(0.0, inverter.max_w - power) / volts
+        # Redirected charge and extra discharge both raise the inverter's AC output,
+        # which already carries the PV and the battery: the limit is on the whole output.
+        output_w = (pv_w or 0.0) + power
+        output_room = max(0.0, inverter.max_w - output_w) / volts
         charge = min(charge, output_room)
         room = min(room, output_room - charge)
     return BatteryView(
@@ -98,15 +102,20 @@ def build_pools(
     household: tuple[float, ...],
     battery: BatteryView,
     volts: float,
+    output_w: float = 0.0,
 ) -> Pools:
+    """`output_w`: the inverter's present AC output (PV + battery discharge)."""
     n = site.phases
     importing = [max(0.0, h) for h in household]
     export = [max(0.0, -h) for h in household]
 
     inverter = site.inverter
     asymmetric = inverter is not None and inverter.asymmetric
+    # What each phase of the inverter can still add beyond its present output.
     phase_max = (
-        inverter.max_phase_w / volts if inverter is not None and inverter.max_phase_w else INF
+        max(0.0, inverter.max_phase_w - output_w / n) / volts
+        if inverter is not None and inverter.max_phase_w
+        else INF
     )
 
     def inverter_share(export_a: list[float], extra_a: float) -> Capacity:

@@ -49,6 +49,7 @@ COLUMNS = (
 
 NONE16 = 0xFFFF
 _SIZED = re.compile(r"^(string|reserved)\[(\d+)\]$")
+_FLOAT32_MAX = 3.4028234663852886e38
 _SIZES = {"uint16": 1, "int16": 1, "uint32": 2, "float32": 2}
 _SENTINELS = {"uint16": [NONE16], "int16": [0x8000], "uint32": [NONE16, NONE16]}
 _FLOAT = struct.Struct(">f")
@@ -90,6 +91,8 @@ class Register:
         """Value -> registers; None (and NaN in integer types) -> the type's sentinel."""
         if self.type == "float32":
             number = math.nan if value is None else float(value)
+            if abs(number) > _FLOAT32_MAX:  # e.g. a MeterValues 1e39: unknown, not a crash
+                number = math.nan
             return list(_WORDS.unpack(_FLOAT.pack(number)))
         if self.type.startswith("string"):
             raw = (value or "").encode("ascii", "replace")[: 2 * self.size]

@@ -231,7 +231,7 @@ class SimChargePoint:
     def effective_limit_a(self, now: float | None = None) -> float:
         """The current the charger offers now, from its profiles (or its max without one)."""
         now = self.clock() if now is None else now
-        if self.ignore_limits:
+        if self.ignore_limits or "ignores_limits" in self.quirks:
             return self.max_a
         limit = self.max_a
         caps = [self._amps(p, now) for p in self._valid(now, MAX_PURPOSES)]
@@ -480,8 +480,12 @@ class SimChargePoint:
         """Sampled values in snake_case; 1.6 wants strings, 2.0.1 numbers and unitOfMeasure."""
         draw = self.ev.line_currents()
         offered = self.effective_limit_a() if self.plugged else 0.0
+        reported = draw
+        if "absurd_current" in self.quirks:
+            reported = (1000.0, 1000.0, 1000.0)
+        lines = 1 if "l1_only_currents" in self.quirks else 3
         rows: list[tuple[str, float, str, str | None]] = [
-            ("Current.Import", draw[i], "A", f"L{i + 1}") for i in range(3)
+            ("Current.Import", reported[i], "A", f"L{i + 1}") for i in range(lines)
         ]
         rows += [
             ("Current.Offered", offered, "A", None),
