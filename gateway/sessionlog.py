@@ -48,7 +48,7 @@ class Session:
     battery_wh: float = 0.0
     grid_wh: float = 0.0
     peak_a: float = 0.0
-    id_tag: str | None = None  # not yet reported by the OCPP layer
+    id_tag: str | None = None  # from StartTransaction / TransactionEvent, when the charger says
     # Internal: the integrated power, the fallback when the charger has no energy register.
     integrated_wh: float = 0.0
     saved_unix: float = 0.0
@@ -89,7 +89,7 @@ class SessionTracker:
             # but the car is still plugged in and its session goes on.
             status = view.status if view is not None and view.online else c.status
             rows.append((c.id, status, power, getattr(view, "session_wh", None), max(c.draw_a)))
-        return self.observe(
+        saved = self.observe(
             now_unix,
             dt,
             rows,
@@ -97,6 +97,14 @@ class SessionTracker:
             m.battery_power_w if m.battery_power_w is not None else 0.0,
             report.inputs.grid_power_w,
         )
+        tags = {cid: tag for cid, view in live.items() if (tag := getattr(view, "id_tag", None))}
+        for cid, session in self.open.items():
+            if session.id_tag is None and cid in tags:
+                self.open[cid] = replace(session, id_tag=tags[cid])
+        return [
+            replace(s, id_tag=tags[s.charger]) if s.id_tag is None and s.charger in tags else s
+            for s in saved
+        ]
 
     def observe(
         self,

@@ -352,6 +352,7 @@ def test_a_session_is_recorded_with_the_energy_the_car_took(tmp_path):
         assert row["pv_wh"] == row["battery_wh"] == 0
         assert row["grid_wh"] == pytest.approx(car.delivered_wh, rel=0.2)
         assert row["peak_a"] == pytest.approx(16, abs=0.5)
+        assert row["id_tag"] == "SIMTAG"  # the token from the 2.0.1 TransactionEvent Started
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 

@@ -80,6 +80,11 @@ def _rate_units(text: str | None) -> frozenset[str]:
     return frozenset(_UNITS[p] for p in parts if p in _UNITS)
 
 
+def _tag(value: Any) -> str | None:
+    """An id tag / token as given (bounded: it is the charger's text)."""
+    return str(value)[:64] if value is not None else None
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(str(value).strip())
@@ -231,6 +236,7 @@ class Session16(Session, CP16):
         self.live.start_session(
             str(transaction), None if meter is None else float(meter), time.monotonic()
         )
+        self.live.id_tag = _tag(kw.get("id_tag"))
         log.info("%s: transaction %d started on connector %s", self.id, transaction, connector_id)
         return res16.StartTransaction(
             transaction_id=transaction, id_tag_info={"status": "Accepted"}
@@ -372,6 +378,9 @@ class Session201(Session, CP201):
             log.info("%s: transaction %s started", self.id, info.get("transaction_id"))
         elif event == "Updated":  # also a session from before our restart
             self.live.join_session(str(info.get("transaction_id", "")), time.monotonic())
+        token = kw.get("id_token")
+        if isinstance(token, dict) and event != "Ended":
+            self.live.id_tag = _tag(token.get("id_token"))
         if info.get("charging_state") is not None:
             self.live.charging_state = str(info["charging_state"])
         self.live.apply(reading, time.time(), time.monotonic())

@@ -149,6 +149,7 @@ class ChargerState:
     sent_until_mono: float | None = None  # when that layer ends in the charger (then failsafe)
     failsafe_a: float = 0.0  # what the charger falls back to on its own
     uncontrolled: bool = False  # refuses every profile fallback, or keeps disobeying
+    id_tag: str | None = None  # who started the session in progress (None: not told)
 
 
 @dataclass
@@ -163,6 +164,7 @@ class Live:
     statuses: dict[int, str] = field(default_factory=dict)  # connector/evse id -> 1.6 name
     charging_state: str | None = None  # 2.0.1
     transaction: str | None = None
+    id_tag: str | None = None
     draw_a: tuple[float, float, float] = (0.0, 0.0, 0.0)
     voltage_v: float | None = None
     offered_a: float | None = None
@@ -241,6 +243,7 @@ class Live:
         if meter_wh is not None:
             self._count_energy(meter_wh)
         self.transaction = None
+        self.id_tag = None
         self.charging_state = None
 
     def _count_energy(self, energy_wh: float) -> None:
@@ -294,4 +297,5 @@ class Live:
             sent_until_mono=self.sent_until_mono,
             failsafe_a=self.failsafe_a,
             uncontrolled=self.uncontrolled,
+            id_tag=self.id_tag if self.transaction is not None else None,
         )

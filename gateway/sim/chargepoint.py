@@ -538,6 +538,8 @@ class SimChargePoint:
                 transaction_info={"transaction_id": self.transaction, "charging_state": state},
                 evse={"id": 1, "connector_id": 1},
                 meter_value=meter_value,
+                # As real stations do: the token that authorised the session, when it starts.
+                id_token={"id_token": "SIMTAG", "type": "ISO14443"} if event == "Started" else None,
             )
         )
 
