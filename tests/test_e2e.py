@@ -250,10 +250,14 @@ def test_two_solar_chargers_share_the_surplus_and_it_is_never_given_twice(tmp_pa
         async with running(
             tmp_path, household_w=0.0, pv_w=per_phase_w(14), mode="solar", distribution="shared"
         ) as site:
+            # The second car may start a cycle after the first and ramp behind it: wait
+            # until both run and the ramp has brought them level.
             await until(
-                lambda: site.reports and min(site.last_commands().values()) >= 6,
-                15,
-                "both solar cars started",
+                lambda: site.reports
+                and min(site.last_commands().values()) >= 6
+                and len(set(site.last_commands().values())) == 1,
+                20,
+                lambda: f"both solar cars started and level: {site.last_commands()}",
             )
             start = len(site.reports)
             await until(lambda: len(site.reports) >= start + 12, 15, "twelve more cycles")
