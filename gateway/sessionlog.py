@@ -88,8 +88,17 @@ class SessionTracker:
             # The charger's own status: mode `off` shows it Unavailable to the allocator,
             # but the car is still plugged in and its session goes on.
             status = view.status if view is not None and view.online else c.status
-            rows.append((c.id, status, power, getattr(view, "session_wh", None), max(c.draw_a)))
-        saved = self.observe(
+            rows.append(
+                (
+                    c.id,
+                    status,
+                    power,
+                    getattr(view, "session_wh", None),
+                    max(c.draw_a),
+                    getattr(view, "id_tag", None),
+                )
+            )
+        return self.observe(
             now_unix,
             dt,
             rows,
@@ -97,32 +106,25 @@ class SessionTracker:
             m.battery_power_w if m.battery_power_w is not None else 0.0,
             report.inputs.grid_power_w,
         )
-        tags = {cid: tag for cid, view in live.items() if (tag := getattr(view, "id_tag", None))}
-        for cid, session in self.open.items():
-            if session.id_tag is None and cid in tags:
-                self.open[cid] = replace(session, id_tag=tags[cid])
-        return [
-            replace(s, id_tag=tags[s.charger]) if s.id_tag is None and s.charger in tags else s
-            for s in saved
-        ]
 
     def observe(
         self,
         now_unix: float,
         dt_s: float,
-        chargers: Iterable[tuple[str, str, float, float | None, float]],
+        chargers: Iterable[tuple[str, str, float, float | None, float, str | None]],
         pv_w: float,
         battery_w: float,
         grid_w: float,
     ) -> list[Session]:
-        """One cycle: (id, status, power W, session_wh or None, peak line A) per charger.
+        """One cycle: (id, status, power W, session_wh or None, peak line A, id tag or None)
+        per charger.
 
         Returns the sessions to save: the ones that ended and the open ones due a save.
         """
         shares = split(pv_w, battery_w, grid_w)
         out = []
         seen = set()
-        for cid, status, power_w, session_wh, line_a in chargers:
+        for cid, status, power_w, session_wh, line_a, id_tag in chargers:
             seen.add(cid)
             current = self.open.get(cid)
             if status in ACTIVE_STATUSES:
@@ -139,6 +141,7 @@ class SessionTracker:
                     battery_wh=current.battery_wh + wh * shares[1],
                     grid_wh=current.grid_wh + wh * shares[2],
                     peak_a=max(current.peak_a, line_a),
+                    id_tag=current.id_tag or id_tag,  # the charger may say it a message later
                 )
                 if now_unix - current.saved_unix >= SAVE_EVERY_S:
                     current = replace(current, saved_unix=now_unix)

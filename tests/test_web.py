@@ -359,13 +359,15 @@ def test_a_session_is_recorded_with_the_energy_the_car_took(tmp_path):
 
 def test_energy_falls_back_to_integrated_power_and_is_split_by_supply():
     tracker = SessionTracker()
-    assert tracker.observe(0, 0, [("c1", "Charging", 0, None, 0)], 0, 0, 0) == []
+    assert tracker.observe(0, 0, [("c1", "Charging", 0, None, 0, None)], 0, 0, 0) == []
     for t in range(1, 61):  # a minute at 3.6 kW, supplied 1/4 PV, 1/4 battery, 1/2 grid
-        saved = tracker.observe(t, 1, [("c1", "Charging", 3600, None, 5.2)], 1000, 1000, 2000)
+        row = ("c1", "Charging", 3600, None, 5.2, "TAG")  # the tag told after the start
+        saved = tracker.observe(t, 1, [row], 1000, 1000, 2000)
     assert saved and saved[0].end_unix is None  # an open session is saved each minute
-    (ended,) = tracker.observe(61, 1, [("c1", "Available", 0, None, 0)], 0, 0, 0)
+    (ended,) = tracker.observe(61, 1, [("c1", "Available", 0, None, 0, None)], 0, 0, 0)
     assert ended.energy_wh == pytest.approx(60) and ended.end_unix == 61
     assert (ended.pv_wh, ended.battery_wh, ended.grid_wh) == pytest.approx((15, 15, 30))
+    assert ended.id_tag == "TAG"
     assert tracker.open == {}
 
 
