@@ -94,7 +94,11 @@ def test_gateway_restart_with_four_cars_charging_stops_none(version: str) -> Non
                 what="sessions recognised",
             )
             # Several refreshes later: nobody was paused on ignorance, not even briefly.
-            await asyncio.sleep(2.0)
+            installs = [s.installs for s in sims]
+            await until(
+                lambda: all(s.installs >= n + 3 for s, n in zip(sims, installs, strict=True)),
+                what="three more limit refreshes at every charger",
+            )
             lowest.cancel()
             assert all(s.ev.draw_a == 8.0 for s in sims)
             assert min(LOWEST.values()) >= 6.0, LOWEST
