@@ -91,6 +91,11 @@ class Battery:
     max_discharge_w: float
     soc_min: float = 20.0
     soc_target: float = 80.0
+    # The battery policy (`gateway/allocation/battery.py`): the modes whose cars the
+    # battery may supply while above soc_min, and the opt-in assist for Solar/Excess.
+    supply_modes: frozenset[Mode] = frozenset({Mode.STANDARD, Mode.ECO})
+    assist_soc: float | None = None
+    assist_w: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

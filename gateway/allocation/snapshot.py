@@ -26,15 +26,30 @@ from gateway.model import (
 from gateway.schema import SchemaError, Table
 
 
+def read_modes(t: Table, key: str, default: tuple[Mode, ...]) -> frozenset[Mode]:
+    names = t.strings(key, tuple(m.value for m in default))
+    known = [m.value for m in Mode]
+    for i, name in enumerate(names):
+        if name not in known:
+            message = f"must be one of {', '.join(known)}; got {name!r}"
+            raise SchemaError(f"{t.at(key)}[{i}]", message)
+    return frozenset(Mode(name) for name in names)
+
+
 def read_battery(t: Table) -> Battery:
     battery = Battery(
         soc_min=t.number("soc_min", 20.0, lo=0, hi=100),
         soc_target=t.number("soc_target", 80.0, lo=0, hi=100),
         max_charge_w=t.number("max_charge_w", lo=0),
         max_discharge_w=t.number("max_discharge_w", lo=0),
+        supply_modes=read_modes(t, "supply_modes", (Mode.STANDARD, Mode.ECO)),
+        assist_soc=t.number("assist_soc", None, lo=0, hi=100),
+        assist_w=t.number("assist_w", 0.0, lo=0),
     )
     if battery.soc_target < battery.soc_min:
         raise SchemaError(t.at("soc_target"), f"must be >= soc_min ({battery.soc_min:g})")
+    if battery.assist_soc is not None and battery.assist_soc < battery.soc_min:
+        raise SchemaError(t.at("assist_soc"), f"must be >= soc_min ({battery.soc_min:g})")
     return battery
 
 
