@@ -101,3 +101,37 @@ def test_a_charger_that_drops_off_the_network_mid_charge_keeps_its_share(tmp_pat
             assert (await charger_registers(site, slot))[0] == 1  # controlled
 
     run(scenario)
+
+
+def test_an_uncontrolled_charger_is_fixed_load_and_shown_as_such(tmp_path, caplog):
+    """c2 charges at its max whatever it is sent and the OCPP layer has found it out
+    (`uncontrolled`): its measured draw is fixed load for c1, the registers and the
+    journal say so once, and it is controlled again when the OCPP layer says so."""
+
+    async def scenario() -> None:
+        # 2 A of household and c2's 16 A: 7 A left for c1.
+        async with running(tmp_path, household_w=per_phase_w(2), ramp=2) as site:
+            point = site.live.station("c2").point
+            point.quirks.add("ignores_limits")
+            site.gateway.central._live["c2"].uncontrolled = True
+            watch = Overload(site)
+            await until(
+                lambda: near(site.limits(), {"c1": 7, "c2": 16}) and point.ev.draw_a == 16,
+                20,
+                lambda: f"c1 at what c2 leaves: {site.limits()}",
+            )
+            await watch.watch(3.0)
+            assert watch.longest_s == 0.0, (watch.longest_s, watch.worst_a)
+            assert near(site.limits(), {"c1": 7})  # c2's share is not handed out
+            assert (await charger_registers(site, 1))[0] == 2  # uncontrolled
+            assert (await charger_registers(site, 0))[0] == 1
+            site.gateway.central._live["c2"].uncontrolled = False
+            seen = len(site.reports)
+            await until(lambda: len(site.reports) > seen + 1, 5, "two cycles since")
+            assert (await charger_registers(site, 1))[0] == 1
+
+    with caplog.at_level("INFO", logger="gateway.hub"):
+        run(scenario)
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.hub"]
+    assert sum("c2 is uncontrolled" in line for line in lines) == 1, lines
+    assert sum("c2 is controlled again" in line for line in lines) == 1, lines
