@@ -14,6 +14,9 @@ import pytest
 
 from tests.test_e2e import (
     BREAKER_A,
+    CAR_LAG_S,
+    CYCLE_S,
+    METER_INTERVAL_S,
     as_float,
     near,
     per_phase_w,
@@ -23,6 +26,9 @@ from tests.test_e2e import (
 )
 from tests.waiting import until
 
+# The guard's reaction (docs/controller.md): the reading that shows it, two cycles, the
+# car's lag, plus scheduling slack on a shared machine.
+REACTION_S = METER_INTERVAL_S + 2 * CYCLE_S + CAR_LAG_S + 0.5
 # Register offsets in a charger block (docs/registers.md).
 CONTROL_STATE, ASSUMED_CURRENT = 40, 42
 
@@ -135,3 +141,69 @@ def test_an_uncontrolled_charger_is_fixed_load_and_shown_as_such(tmp_path, caplo
     lines = [r.getMessage() for r in caplog.records if r.name == "gateway.hub"]
     assert sum("c2 is uncontrolled" in line for line in lines) == 1, lines
     assert sum("c2 is controlled again" in line for line in lines) == 1, lines
+
+
+SETTLED = {"c1": 14, "c2": 6}  # 5 A of household: c2 its minimum, c1 the rest
+
+
+async def settled(site) -> None:
+    cars = lambda: {s.charger_id: s.point.ev.draw_a for s in site.live.stations}  # noqa: E731
+    await until(
+        lambda: near(site.limits(), SETTLED) and near(cars(), SETTLED),
+        20,
+        lambda: f"14/6 at the chargers and cars: {site.limits()} {cars()}",
+    )
+
+
+@pytest.mark.parametrize("absurd", [-1e9, 1e9])
+def test_an_absurd_grid_reading_is_a_failed_read_and_control_comes_back(tmp_path, absurd):
+    """The grid meter answers ±1e9 A (it decodes fine): not a measurement. Before, -1e9
+    sent every charger to its maximum (46 A on a 25 A fuse) and +1e9 paused them all,
+    held long after the meter recovered."""
+
+    async def scenario() -> None:
+        async with running(tmp_path, household_w=per_phase_w(5), ramp=2) as site:
+            await settled(site)
+            watch = Overload(site)
+            # Currents and powers alike (the power registers would give the current too).
+            faults = {f"current_l{i}_a": absurd for i in (1, 2, 3)}
+            site.live.grid_faults = faults | {f"power_l{i}_w": absurd * 230 for i in (1, 2, 3)}
+            await until(lambda: site.reports[-1].decision.failsafe, 5, "failsafe")
+            await watch.watch(2.0)
+            # min(last command, failsafe 8 A): nobody rises on a reading nobody believes.
+            assert near(site.limits(), {"c1": 8, "c2": 6}), site.limits()
+            site.live.grid_faults = {}
+            await until(lambda: not site.reports[-1].decision.failsafe, 5, "fresh data")
+            await until(lambda: near(site.limits(), SETTLED), 15, "normal control again")
+            await watch.watch(1.0)
+            assert watch.longest_s == 0.0, (watch.longest_s, watch.worst_a)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("quirk", ["absurd_current", "l1_only_currents"])
+def test_a_charger_reporting_what_cannot_be_true_does_not_raise_the_others(tmp_path, quirk):
+    """c2 reports Current.Import 1000 A (before: subtracted, so c1 was raised to 28 A on
+    the grid), or only an L1 current for its 3-phase car (before: L2 and L3 read 0.0 and
+    were subtracted as such: 36 A on phase B for good). What is not believed stays in the
+    household, so the physical grid is over the breaker at most for the guard's reaction
+    (the L1-only charger is still narrowed to phase A by the allocator, so a rise it gets
+    shows on B and C only at the next reading), never for good; once c2 leaves c1 gets
+    the whole site again."""
+
+    async def scenario() -> None:
+        async with running(tmp_path, household_w=per_phase_w(5), ramp=2) as site:
+            await settled(site)
+            watch = Overload(site)
+            point = site.live.station("c2").point
+            point.quirks.add(quirk)
+            await watch.watch(8.0)
+            assert watch.longest_s <= REACTION_S, (watch.longest_s, watch.worst_a)
+            assert watch.worst_a <= BREAKER_A + 1.5, watch.worst_a
+            await point.unplug()
+            await until(lambda: near(site.limits(), {"c1": 16}), 20, "c1 alone at its max")
+            after = Overload(site)
+            await after.watch(1.0)
+            assert after.longest_s == 0.0, (after.longest_s, after.worst_a)
+
+    run(scenario)
