@@ -213,9 +213,16 @@ class Premises:
         self._last_t = now
         household = self.household_w(now)
         pv = max(0.0, self.pv.at(now)[0]) if self.pv is not None else 0.0
+        # The inverter's whole output (PV + battery discharge) is capped at its max_w.
+        inverter = self.site.inverter
+        cap_w = inverter.max_w if inverter is not None and inverter.max_w is not None else None
+        if cap_w is not None:
+            pv = min(pv, cap_w)
         battery_w = 0.0
         if self.battery is not None:
             self.battery.settle(sum(household) + sum(ev_a) * volts - pv)
+            if cap_w is not None:
+                self.battery.power_w = min(self.battery.power_w, cap_w - pv)
             battery_w = self.battery.power_w
         source_a = (pv + battery_w) / volts / n
         grid = tuple(household[p] / volts + ev_a[p] - source_a for p in range(n))
