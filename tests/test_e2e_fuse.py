@@ -64,6 +64,20 @@ async def charger_registers(site, slot: int) -> tuple[int, float]:
     return words[0], as_float(words[2:4])
 
 
+# 5 A of household on a 25 A fuse: priority gives c2 its minimum and c1 the rest.
+SETTLED = {"c1": 14, "c2": 6}
+
+
+async def held(site, shares: dict[str, float] = SETTLED, timeout: float = 20) -> None:
+    """Until the chargers offer `shares` and the cars draw them (within the dead band)."""
+    cars = lambda: {s.charger_id: s.point.ev.draw_a for s in site.live.stations}  # noqa: E731
+    await until(
+        lambda: near(site.limits(), shares) and near(cars(), shares),
+        timeout,
+        lambda: f"{shares} at the chargers and cars: {site.limits()} {cars()}",
+    )
+
+
 @pytest.mark.parametrize("drops", ["c1", "c2"])
 def test_a_charger_that_drops_off_the_network_mid_charge_keeps_its_share(tmp_path, drops):
     """A Wi-Fi dropout: the charger keeps charging at its last limit until its profile
@@ -72,15 +86,8 @@ def test_a_charger_that_drops_off_the_network_mid_charge_keeps_its_share(tmp_pat
     failsafe is higher: c1 must make room before c2 rises by itself)."""
 
     async def scenario() -> None:
-        # 5 A of household: 20 A free, priority gives c2 its minimum and c1 the rest.
         async with running(tmp_path, household_w=per_phase_w(5), ramp=2) as site:
-            cars = lambda: {s.charger_id: s.point.ev.draw_a for s in site.live.stations}  # noqa: E731
-            settled = {"c1": 14, "c2": 6}
-            await until(
-                lambda: near(site.limits(), settled) and near(cars(), settled),
-                20,
-                lambda: f"14/6 at the chargers and cars: {site.limits()} {cars()}",
-            )
+            await held(site)
             watch = Overload(site)
             slot = 0 if drops == "c1" else 1
             point = site.live.station(drops).point
@@ -103,7 +110,7 @@ def test_a_charger_that_drops_off_the_network_mid_charge_keeps_its_share(tmp_pat
             await until(lambda: site.gateway.central.states()[drops].online, 5, "online again")
             await watch.watch(2.0)
             assert watch.longest_s == 0.0, (watch.longest_s, watch.worst_a)
-            await until(lambda: near(site.limits(), settled), 15, "14/6 again")
+            await until(lambda: near(site.limits(), SETTLED), 15, "14/6 again")
             assert (await charger_registers(site, slot))[0] == 1  # controlled
 
     run(scenario)
@@ -143,18 +150,6 @@ def test_an_uncontrolled_charger_is_fixed_load_and_shown_as_such(tmp_path, caplo
     assert sum("c2 is controlled again" in line for line in lines) == 1, lines
 
 
-SETTLED = {"c1": 14, "c2": 6}  # 5 A of household: c2 its minimum, c1 the rest
-
-
-async def settled(site) -> None:
-    cars = lambda: {s.charger_id: s.point.ev.draw_a for s in site.live.stations}  # noqa: E731
-    await until(
-        lambda: near(site.limits(), SETTLED) and near(cars(), SETTLED),
-        20,
-        lambda: f"14/6 at the chargers and cars: {site.limits()} {cars()}",
-    )
-
-
 @pytest.mark.parametrize("absurd", [-1e9, 1e9])
 def test_an_absurd_grid_reading_is_a_failed_read_and_control_comes_back(tmp_path, absurd):
     """The grid meter answers ±1e9 A (it decodes fine): not a measurement. Before, -1e9
@@ -163,7 +158,7 @@ def test_an_absurd_grid_reading_is_a_failed_read_and_control_comes_back(tmp_path
 
     async def scenario() -> None:
         async with running(tmp_path, household_w=per_phase_w(5), ramp=2) as site:
-            await settled(site)
+            await held(site)
             watch = Overload(site)
             # Currents and powers alike (the power registers would give the current too).
             faults = {f"current_l{i}_a": absurd for i in (1, 2, 3)}
@@ -193,7 +188,7 @@ def test_a_charger_reporting_what_cannot_be_true_does_not_raise_the_others(tmp_p
 
     async def scenario() -> None:
         async with running(tmp_path, household_w=per_phase_w(5), ramp=2) as site:
-            await settled(site)
+            await held(site)
             watch = Overload(site)
             point = site.live.station("c2").point
             point.quirks.add(quirk)
@@ -254,14 +249,7 @@ def test_the_inverter_limit_counts_its_whole_output(tmp_path):
             extra=INVERTER,
         ) as site:
             watch = Overload(site)
-            cars = lambda: {s.charger_id: s.point.ev.draw_a for s in site.live.stations}  # noqa: E731
-            # Priority: c2 its minimum, c1 the rest of the 16.6 A.
-            shares = {"c1": 10.6, "c2": 6}
-            await until(
-                lambda: near(site.limits(), shares) and near(cars(), shares),
-                30,
-                lambda: f"c1 and c2 sharing 16.6 A: {site.limits()} {cars()}",
-            )
+            await held(site, {"c1": 10.6, "c2": 6}, 30)  # priority: c2 its minimum
             assert site.live.reading.battery_w == pytest.approx(2000, abs=50)  # 8 kW in all
             await watch.watch(5.0)
             # The breaker is filled exactly: the loop may touch it for a reaction (the
