@@ -79,7 +79,7 @@ async def held(site, shares: dict[str, float] = SETTLED, timeout: float = 20) ->
 
 
 @pytest.mark.parametrize("drops", ["c1", "c2"])
-def test_a_charger_that_drops_off_the_network_mid_charge_keeps_its_share(tmp_path, drops):
+def test_a_charger_that_drops_off_the_network_mid_charge_keeps_its_share(tmp_path, caplog, drops):
     """A Wi-Fi dropout: the charger keeps charging at its last limit until its profile
     lapses (validity 3 s), then at its failsafe current (8 A), while the gateway cannot
     reach it. c1 drops at 14 A (its share must not go to c2), or c2 drops at 6 A (its
@@ -113,7 +113,12 @@ def test_a_charger_that_drops_off_the_network_mid_charge_keeps_its_share(tmp_pat
             await until(lambda: near(site.limits(), SETTLED), 15, "14/6 again")
             assert (await charger_registers(site, slot))[0] == 1  # controlled
 
-    run(scenario)
+    with caplog.at_level("INFO", logger="gateway.hub"):
+        run(scenario)
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.hub"]
+    # One line for the episode (not one for the lapse too), one when it is back.
+    assert sum(f"{drops} is offline with a car" in line for line in lines) == 1, lines
+    assert sum(f"{drops} is controlled again" in line for line in lines) == 1, lines
 
 
 def test_an_uncontrolled_charger_is_fixed_load_and_shown_as_such(tmp_path, caplog):
