@@ -33,7 +33,7 @@ class Session:
     lag_s: float = 5.0
     # How its charger behaves while this car is there (`docs/simulation.md`):
     # "obeys", "ignores_limits" (offers the car its max whatever it is sent) or
-    # "offline" (unreachable from `offline_s` to `online_s`: it keeps its last limit
+    # "offline" (unreachable during `offline_s`, from and until: it keeps its last limit
     # for VALIDITY_S, then falls back to `failsafe_a`, and the gateway sees nothing).
     behaviour: str = "obeys"
     offline_s: tuple[float, float] = (0.0, 0.0)
