@@ -112,6 +112,11 @@ def test_csv_has_one_row_per_cycle_with_every_charger(tmp_path: Path, cli):
     waiting = [r for r in rows if r["c1_reason"].startswith("solar: waiting")]
     assert waiting and float(waiting[0]["c1_limit_a"]) == 0.0
     assert max(float(r["c1_limit_a"]) for r in rows) > 6
+    # All cars' power: both draw on 3 phases at 230 V.
+    for r in rows:
+        draws = float(r["c1_draw_a"]) + float(r["c2_draw_a"])
+        assert float(r["cars_w"]) == pytest.approx(draws * 3 * 230, abs=3)
+    assert max(float(r["cars_w"]) for r in rows) > 6 * 3 * 230
 
 
 def test_plot_without_matplotlib_says_how_to_get_it(tmp_path: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TextIO
 
 from gateway.model import PHASE_NAMES
@@ -15,6 +16,27 @@ def clock(seconds: float) -> str:
     s = round(seconds)
     day = f" +{s // 86400}d" if s >= 86400 else ""
     return f"{s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}{day}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    time_s: float
+    charger: int  # index in the scenario's chargers
+    kind: str  # "arrive", "full" or "leave"
+
+
+def visit_events(result: Result) -> list[Event]:
+    """Each visit's arrival, full and departure within the run, in time order."""
+    end_s = result.scenario.start_s + result.scenario.duration_s
+    events = []
+    for k, c in enumerate(result.tally.chargers):
+        for v in c.visits:
+            events.append(Event(v.session.arrive_s, k, "arrive"))
+            if v.full_s is not None:
+                events.append(Event(v.full_s, k, "full"))
+            if v.session.leave_s <= end_s:
+                events.append(Event(v.session.leave_s, k, "leave"))
+    return sorted(events, key=lambda e: e.time_s)
 
 
 def summary(result: Result) -> str:
@@ -106,7 +128,7 @@ def write_csv(result: Result, out: TextIO) -> None:
     writer.writerow(
         ["time_s", "clock"]
         + [f"household_w_{p}" for p in phases]
-        + ["pv_w", "battery_w", "battery_soc"]
+        + ["pv_w", "battery_w", "battery_soc", "cars_w"]
         + [f"grid_a_{p}" for p in phases]
         + [f"{i}_{what}" for i in ids for what in ("limit_a", "draw_a", "reason")]
     )
@@ -129,6 +151,7 @@ def _rows(trace: Trace) -> Iterator[list[str]]:
                 f"{trace.pv_w[k]:.0f}",
                 f"{trace.battery_w[k]:.0f}",
                 "" if soc is None else f"{soc:.2f}",
+                f"{trace.cars_w[k]:.0f}",
             ]
             + [f"{a:.2f}" for a in trace.grid_a[k]]
             + per_charger
