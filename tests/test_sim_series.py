@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.schema import SchemaError, Table
-from gateway.sim.series import read_series
+from gateway.sim.series import Series, read_series
 
 EXPORT = (
     "time,grid_w,pv_w,note,l1,l2,l3\n06:00,-10,0,dawn,100,200,300\n07:00,-500,600,,400,200,300\n"
@@ -48,3 +48,16 @@ def test_bad_columns_are_named(tmp_path: Path, column: object, path: str, messag
         series(tmp_path, column, [1])
     assert info.value.path == path
     assert message in info.value.message
+
+
+def test_reading_back_and_forth_gives_the_same_values():
+    """`at` remembers the last interval (time mostly moves forward); any order is right."""
+    times = [0.0, 10.0, 20.0, 30.0]
+    rows = [(0.0, 0.0), (100.0, 10.0), (50.0, 5.0), (0.0, 0.0)]
+    probes = [25.0, 5.0, 15.0, 15.0, 29.0, 0.5, 10.0, 20.0, 12.0]
+    expected = [Series(times, rows).at(t) for t in probes]  # each from a fresh series
+    walked = Series(times, rows)
+    assert [walked.at(t) for t in probes] == expected
+    assert expected[0] == (25.0, 2.5) and expected[6] == (100.0, 10.0)
+    single = Series(times, [(r[0],) for r in rows])
+    assert [single.at(t) for t in probes] == [(e[0],) for e in expected]

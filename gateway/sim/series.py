@@ -12,7 +12,7 @@ import bisect
 import csv
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ class Series:
     times: list[float]
     rows: list[tuple[float, ...]]
     step: bool = False  # hold each value until the next point instead of interpolating
+    # The last interval read: time moves forward, so the next read is mostly in it too.
+    _i: int = field(default=1, compare=False, repr=False)
 
     def at(self, t: float) -> tuple[float, ...]:
         times = self.times
@@ -67,12 +69,16 @@ class Series:
             return self.rows[0]
         if t >= times[-1]:
             return self.rows[-1]
-        i = bisect.bisect_right(times, t)
+        i = self._i
+        if not times[i - 1] <= t < times[i]:
+            i = self._i = bisect.bisect_right(times, t)
         left = self.rows[i - 1]
         if self.step:
             return left
         t0, t1 = times[i - 1], times[i]
         f = (t - t0) / (t1 - t0)
+        if len(left) == 1:
+            return (left[0] + (self.rows[i][0] - left[0]) * f,)
         return tuple(a + (b - a) * f for a, b in zip(left, self.rows[i], strict=True))
 
 
