@@ -1,7 +1,8 @@
 """`evse-gateway COMMAND ...`: one table of commands, each in the module that owns it.
 
 A command module provides `add_arguments(parser)` and `run(args) -> int`, and keeps its
-heavy imports (pymodbus, websockets) inside `run`, so every command starts fast on a Pi.
+heavy imports (pymodbus, websockets) inside `run`, so every command starts fast on a Pi;
+a command run imports no other command's module.
 """
 
 from __future__ import annotations

@@ -188,13 +188,25 @@ def day(name: str, **changes) -> object:
     return simulate(replace(scenario, **changes))
 
 
-def test_the_shipped_scenarios_load():
-    for path in SCENARIOS.glob("*.toml"):
-        try:
-            load_scenario(path)
-        except TomlError as exc:  # pragma: no cover - the message is the point
-            pytest.fail(str(exc))
-    assert len(list(SCENARIOS.glob("*.toml"))) == 3
+SHIPPED = sorted(SCENARIOS.glob("*.toml")) + [ROOT / "gateway" / "sim" / "demo" / "site.toml"]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_scenario_runs_and_has_its_figures_in_the_docs(path: Path):
+    try:
+        scenario = load_scenario(path)
+    except TomlError as exc:  # pragma: no cover - the message is the point
+        pytest.fail(str(exc))
+    # A quick pass at 10 s cycles: it runs to the end and tells its story.
+    result = simulate(replace(scenario, cycle_s=10.0))
+    text = summary(result)
+    assert "visits:" in text and "cars:" in text
+    for c in result.tally.chargers:
+        assert c.pv_wh + c.battery_wh + c.grid_wh == pytest.approx(c.energy_wh, abs=1e-6)
+    # The figures row: "| `name` | got / wanted | ...".
+    row = re.compile(rf"^\| `{re.escape(path.name)}` \| [\d.]+ / [\d.]+ \|", re.M)
+    docs = (ROOT / "docs" / "simulation.md").read_text()
+    assert len(row.findall(docs)) == 1, f"docs/simulation.md needs the figures of {path.name}"
 
 
 def test_evening_four_cars_never_overload_the_fuse_beyond_one_reaction():
