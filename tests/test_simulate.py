@@ -188,7 +188,7 @@ def day(name: str, **changes) -> object:
     return simulate(replace(scenario, **changes))
 
 
-SHIPPED = sorted(SCENARIOS.glob("*.toml")) + [ROOT / "gateway" / "sim" / "demo" / "site.toml"]
+SHIPPED = [*sorted(SCENARIOS.glob("*.toml")), ROOT / "gateway" / "sim" / "demo" / "site.toml"]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
