@@ -101,7 +101,7 @@ class Tally:
     grid_to_cars_wh: float = 0.0
     battery_min_soc: float | None = None
     below_soc_min_s: float = 0.0
-    _within: bool = True  # no phase over the breaker in the last cycle
+    _within: bool = field(default=True, init=False, repr=False)  # no phase over, last cycle
 
     def __post_init__(self) -> None:
         self.phases = [Excursion() for _ in range(self.site.phases)]
