@@ -30,7 +30,7 @@ _LIBRARY_TIMEOUT_S = 30.0
 
 
 class ReadError(Exception):
-    """A failed read; `timeout` is True when the device did not answer at all."""
+    """A failed request (a read, or a control's write); `timeout`: no answer at all."""
 
     def __init__(self, message: str, *, timeout: bool = False, code: int | None = None) -> None:
         super().__init__(message)
@@ -103,6 +103,21 @@ class Link:
         if len(registers) != count:
             raise ReadError(f"asked for {count} registers, got {len(registers)}")
         return registers
+
+    async def write(self, address: int, words: list[int], unit: int, timeout: float) -> None:
+        """Write holding registers (FC16) or raise `ReadError`."""
+        self.requests += 1
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._client.write_registers(address, words, device_id=unit)
+        except TimeoutError as exc:
+            raise ReadError(f"no answer within {timeout:g} s", timeout=True) from exc
+        except ModbusException as exc:
+            raise ReadError(f"modbus error: {exc}") from exc
+        if response.isError():
+            code = getattr(response, "exception_code", None)
+            name = EXCEPTION_NAMES.get(code or 0, "unknown")
+            raise ReadError(f"exception {code} ({name})", code=code)
 
     def close(self) -> None:
         self._client.close()

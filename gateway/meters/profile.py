@@ -241,6 +241,15 @@ def _read_write(t: Table, defaults: dict) -> ControlWrite:
     return ControlWrite(address, kind, order, scale=scale * UNIT_FACTORS["W"][unit])
 
 
+def _fits(raw: float, kind: str) -> bool:
+    """Whether an integer register of `kind` can hold `raw` (floats hold anything here)."""
+    if kind[0] == "f":
+        return True
+    bits = TYPES[kind] * 16
+    lo, hi = (0, 2**bits - 1) if kind[0] == "u" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return lo <= round(raw) <= hi
+
+
 def _read_control(t: Table, defaults: dict) -> Control:
     t.string("sources")
     hold = t.each("hold", lambda w: _read_write(w, defaults))
@@ -251,10 +260,16 @@ def _read_control(t: Table, defaults: dict) -> Control:
     rewrite = t.number("rewrite_s", 30.0 if expiry is None else expiry / 2, lo=1, hi=3600)
     if expiry is not None and rewrite >= expiry:
         raise SchemaError(t.at("rewrite_s"), f"must be below expiry_s ({expiry:g})")
+    max_w = t.number("max_w", lo=0)
+    for key, writes in (("hold", hold), ("release", release)):
+        for i, w in enumerate(writes):
+            raw = w.value if w.value is not None else max_w / w.scale
+            if not _fits(raw, w.type):
+                raise SchemaError(t.at(f"{key}[{i}]"), f"{raw:g} does not fit a {w.type}")
     return Control(
         hold=hold,
         release=release,
-        max_w=t.number("max_w", lo=0),
+        max_w=max_w,
         rewrite_s=rewrite,
         expiry_s=expiry,
         verified=t.boolean("verified", False),

@@ -41,11 +41,15 @@ class HomeBattery:
     max_discharge_w: float
     reserve_soc: float = 5.0  # it does not discharge below this
     power_w: float = 0.0  # + discharge, − charge
+    # A discharge cap written to its inverter (the battery hold); None: none. The grid
+    # covers whatever the capped battery does not.
+    limit_w: float | None = None
 
     def settle(self, net_w: float) -> None:
         """Cover a net load (+) or store a surplus (−), as far as limits allow."""
         if net_w > 0.0 and self.soc > self.reserve_soc:
-            self.power_w = min(net_w, self.max_discharge_w)
+            cap = self.max_discharge_w if self.limit_w is None else self.limit_w
+            self.power_w = min(net_w, self.max_discharge_w, cap)
         elif net_w < 0.0 and self.soc < 100.0:
             self.power_w = max(net_w, -self.max_charge_w)
         else:
