@@ -61,12 +61,12 @@ def silence_s(connection: Connection) -> float:
 
 @dataclass(frozen=True, slots=True)
 class WriteJob:
-    """Registers to write to one unit, in order; `done` gets None or the error in words."""
+    """Registers to write to one unit, in order; `done` gets None or the first error."""
 
     unit_id: int
     writes: tuple[tuple[int, list[int]], ...]  # (address, words)
     timeout_s: float
-    done: Callable[[str | None], None]
+    done: Callable[[ReadError | None], None]
 
 
 class Device:
@@ -190,7 +190,7 @@ class Bus:
     async def write(self, job: WriteJob) -> None:
         """Carry out one write job between polls; the first failure ends it."""
         if not await self.ensure_connected():
-            job.done(f"cannot connect to {self.connection.describe()}")
+            job.done(ReadError(f"cannot connect to {self.connection.describe()}", timeout=True))
             return
         loop = asyncio.get_running_loop()
         error = None
@@ -201,7 +201,9 @@ class Bus:
             try:
                 await self.link.write(address, words, job.unit_id, job.timeout_s)
             except ReadError as exc:
-                error = f"FC16 {address}+{len(words)}: {exc}"
+                error = ReadError(
+                    f"FC16 {address}+{len(words)}: {exc}", timeout=exc.timeout, code=exc.code
+                )
                 break
             finally:
                 self._last_request_end = loop.time()

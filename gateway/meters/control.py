@@ -18,10 +18,12 @@ from gateway.allocation.hold import Written
 from gateway.meters.bus import Bus, WriteJob
 from gateway.meters.config import MeterConfig
 from gateway.meters.decode import encode_raw
+from gateway.meters.link import ReadError
 from gateway.meters.profile import Control
 from gateway.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
+NO_ANSWER, NO_WRITE = 0xFFFE, 0xFFFF
 
 
 def describe(limit_w: float | None) -> str:
@@ -50,6 +52,7 @@ class BatteryControl:
         assert config.profile.control is not None
         self.name = config.name
         self.control: Control = config.profile.control
+        self.rewrite_s = self.control.rewrite_s
         self._config = config
         self._bus = bus
         self._clock = clock
@@ -58,6 +61,9 @@ class BatteryControl:
         self.writes = 0  # accepted by the device
         self.failures = 0
         self.error: str | None = None  # the last failure, in words
+        # As the command block's last_write_result: 0 accepted, else the Modbus exception
+        # code; NO_ANSWER when the device did not answer, NO_WRITE before the first write.
+        self.result = NO_WRITE
         self._limiter = RateLimiter(lines=5, window_s=3600.0)
         self._finished: asyncio.Event = asyncio.Event()
 
@@ -70,20 +76,23 @@ class BatteryControl:
         words = control_words(self.control, limit_w)
         previous = self.last
 
-        def done(error: str | None) -> None:
+        def done(error: ReadError | None) -> None:
             self._done(limit_w, previous, error)
 
         self._bus.submit(WriteJob(self._config.unit_id, words, self._config.timeout_s, done))
         return True
 
-    def _done(self, limit_w: float | None, previous: Written | None, error: str | None) -> None:
+    def _done(
+        self, limit_w: float | None, previous: Written | None, error: ReadError | None
+    ) -> None:
         now = self._clock()
         self.busy = False
         self.last = Written(limit_w, now, error is None)
         self._finished.set()
         if error is not None:
             self.failures += 1
-            self.error = error
+            self.error = str(error)
+            self.result = error.code if error.code is not None else NO_ANSWER
             self._limiter.log(
                 log, logging.WARNING, "failed", now,
                 "battery %s: %s refused: %s", self.name, describe(limit_w), error,
@@ -91,6 +100,7 @@ class BatteryControl:
             return
         self.writes += 1
         self.error = None
+        self.result = 0
         change = previous is None or not previous.ok or previous.limit_w != limit_w
         if change:
             log.info("battery %s: %s (write %d)", self.name, describe(limit_w), self.writes)

@@ -62,6 +62,10 @@ class MeterSet:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
     def latest(self) -> tuple[MeterState, ...]:
         return tuple(
             MeterState(
