@@ -172,7 +172,7 @@ class Hub:
         for command in decision.commands:
             self.chargers.set_limit(command.id, command.limit_a)
         if self.holds:
-            self._hold_battery(snapshot, decision, now)
+            self._hold_battery(snapshot, inputs, decision, now)
         self.cycles += 1
         self._log_changes(decision)
         if self._last_summary is None or now - self._last_summary >= self.summary_every_s:
@@ -221,12 +221,18 @@ class Hub:
                     n,
                 )
 
-    def _hold_battery(self, snapshot: Snapshot, decision: Decision, now: float) -> None:
+    def _hold_battery(
+        self, snapshot: Snapshot, inputs: SiteInputs, decision: Decision, now: float
+    ) -> None:
         """Hold the home battery while cars that the policy keeps off it may charge."""
         allowed = {c.id for c in decision.commands if c.limit_a > 0}
         modes = [c.mode for c in snapshot.chargers if c.id in allowed]
-        battery, soc = self.config.site.battery, snapshot.measurements.battery_soc
-        limit = hold_limit(battery, soc, modes, decision.failsafe)
+        m = snapshot.measurements
+        # What the house draws beyond its PV: the battery keeps covering that while held.
+        cars_w = sum(sum(c.draw_a) for c in snapshot.chargers) * self.config.site.voltage_v
+        house_w = inputs.grid_power_w + (m.battery_power_w or 0.0) - cars_w
+        battery, failsafe = self.config.site.battery, decision.failsafe
+        limit = hold_limit(battery, m.battery_soc, modes, failsafe, house_w)
         for hold in self.holds:
             if not hold.busy and due(hold.last, limit, now, hold.rewrite_s):
                 hold.request(limit)

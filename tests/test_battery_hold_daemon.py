@@ -4,7 +4,7 @@ The inverter is a Modbus TCP server with Deye registers whose control has a 3 s 
 (a copy of the Deye profile: the built-in one has none), its battery obeys what was
 written to it, and an Eco car charges through a simulated OCPP charger. The policy
 keeps Eco cars off the battery (`supply_modes = []`), so while the car may charge the
-battery must be held at 0 W and the grid must carry house and car.
+battery must be held at what the house draws: it covers the house, the grid the car.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from gateway.allocation.hold import BAND_W
 from gateway.config import load_config
 from gateway.meters.profile import PROFILE_DIR, load_profile
 from gateway.sim.ev import EV
@@ -168,18 +169,27 @@ async def started(tmp_path: Path) -> tuple[LiveSite, Daemon]:
 
 
 async def held_while_charging(live: LiveSite) -> None:
+    """Held with the car charging: the battery covers the house and gives the car nothing."""
     assert live.hold is not None and live.premises.battery is not None
+    # The hub measures the house (grid + battery - cars) and holds at it, in Deye's 1 A
+    # steps at 51.2 V, within the band the limit follows the house by. Until the car's
+    # draw reaches the gateway (its meter values lag) the first hold may count the car
+    # as house: it is corrected by the next write.
+    def settled() -> bool:
+        cap = live.hold.limit_w()
+        return cap is not None and car_a(live) >= 5.9 and abs(cap - HOUSE_W) < 51.2 + BAND_W
+
     await until(
-        lambda: live.hold.limit_w() == 0.0 and car_a(live) >= 5.9,
+        settled,
         20,
-        lambda: f"held at 0 W with the car charging ({live.hold.limit_w()}, {car_a(live)} A)",
+        lambda: f"held at the house with the car charging ({live.hold.limit_w()}, {car_a(live)} A)",
     )
-    await asyncio.sleep(0.2)  # one more balance with the car's current known
+    await asyncio.sleep(0.2)  # one more balance with the cap in force
     reading = live.reading
     assert reading is not None
-    # Physics: the battery gives nothing, the grid carries house and car.
-    assert reading.battery_w == 0.0
-    expected = HOUSE_W / 3 / 230 + car_a(live)
+    # Physics: the battery gives its cap and no more, the grid carries the rest.
+    assert reading.battery_w == live.hold.limit_w()
+    expected = (HOUSE_W - reading.battery_w) / 3 / 230 + car_a(live)
     assert all(abs(a - expected) < 0.3 for a in reading.grid_a), (reading.grid_a, expected)
 
 
@@ -192,15 +202,15 @@ def released_writes(live: LiveSite) -> int:
     return sum(1 for write in live.inverter.units[1].writes if write == (109, [185]))
 
 
-def test_held_while_the_eco_car_charges_released_when_it_stops_and_on_sigterm(tmp_path):
+def test_held_while_the_eco_car_charges_released_when_it_stops_on_reload_and_sigterm(tmp_path):
     async def scenario() -> None:
         live, daemon = await started(tmp_path)
         try:
             await held_while_charging(live)
-            assert "battery battery: held at 0 W" in daemon.log()
+            assert "battery battery: held at" in daemon.log()
             status = run_cli("status", "--port", str(daemon.export_port))
             assert status.returncode == 0, status.stderr
-            assert "battery hold: held at 0 W; writes" in status.stdout
+            assert "battery hold: held at " in status.stdout and " W; writes " in status.stdout
 
             await live.station("c1").point.unplug()
             await until(lambda: live.hold.limit_w() is None, 10, "released when the car left")
@@ -209,6 +219,13 @@ def test_held_while_the_eco_car_charges_released_when_it_stops_and_on_sigterm(tm
 
             await live.station("c1").point.plug_in()
             await held_while_charging(live)
+            # A reload releases it, and the next cycle decides again: held.
+            releases = released_writes(live)
+            daemon.process.send_signal(signal.SIGHUP)
+            await until(lambda: released_writes(live) == releases + 1, 10, "released on reload")
+            await until(lambda: "charger settings applied" in daemon.log(), 10, "the reload")
+            await held_while_charging(live)
+            releases = released_writes(live)
             daemon.process.send_signal(signal.SIGTERM)
             await until(lambda: daemon.process.poll() is not None, 10, "the daemon to exit")
             assert daemon.process.returncode == 0
@@ -232,7 +249,7 @@ def test_after_a_kill_the_device_s_own_expiry_ends_the_hold(tmp_path):
             daemon.process.send_signal(signal.SIGKILL)
             daemon.process.wait(5)
             killed = time.monotonic()
-            assert live.hold.limit_w() == 0.0  # nobody released it
+            assert live.hold.limit_w() is not None  # nobody released it
             await until(lambda: live.hold.limit_w() is None, EXPIRY_S + 3, "the device's expiry")
             assert time.monotonic() - killed >= EXPIRY_S - 1.0 - 0.1  # re-written every 1 s
             assert released_writes(live) == releases

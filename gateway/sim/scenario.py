@@ -128,6 +128,7 @@ def _battery(top: Table, site: Site) -> HomeBattery | None:
         max_charge_w=site.battery.max_charge_w,
         max_discharge_w=site.battery.max_discharge_w,
         reserve_soc=reserve,
+        controlled=t.boolean("hold", False),  # the gateway holds it (gateway/allocation/hold.py)
     )
     t.finish()
     return battery
