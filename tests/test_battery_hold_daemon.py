@@ -1,4 +1,5 @@
-"""The battery hold in the running daemon (a real process) against a simulated site.
+"""The battery hold in the running daemon (a real process; failsafe: in-process) against
+a simulated site.
 
 The inverter is a Modbus TCP server with Deye registers whose control has a 3 s expiry
 (a copy of the Deye profile: the built-in one has none), its battery obeys what was
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from gateway.allocation.hold import BAND_W
 from gateway.config import load_config
+from gateway.daemon import Gateway
 from gateway.meters.profile import PROFILE_DIR, load_profile
 from gateway.sim.ev import EV
 from gateway.sim.live import LiveSite
@@ -258,5 +260,40 @@ def test_after_a_kill_the_device_s_own_expiry_ends_the_hold(tmp_path):
         finally:
             daemon.stop()
             await live.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))
+
+
+def test_failsafe_releases_the_battery_and_fresh_data_holds_it_again(tmp_path):
+    """In-process gateway: the grid meter goes silent (failsafe: control is in doubt)."""
+
+    async def scenario() -> None:
+        live = site(tmp_path)
+        await live.start_meters()
+        failsafe: list[bool] = []
+        gateway = Gateway(
+            live.gateway_config(state_dir=str(tmp_path / "state")),
+            on_cycle=lambda report: failsafe.append(report.decision.failsafe),
+        )
+        stop = asyncio.Event()
+        cycling = None
+        try:
+            await gateway.start()
+            await live.connect_chargers(gateway.central.port)
+            live.start_ticking(0.05)
+            cycling = asyncio.create_task(gateway.run(stop))
+            await held_while_charging(live)
+            releases = released_writes(live)
+            live.set_meter_dead(True)
+            await until(lambda: live.hold.limit_w() is None, 10, "released in failsafe")
+            assert failsafe[-1] and released_writes(live) == releases + 1
+            live.set_meter_dead(False)
+            await held_while_charging(live)
+        finally:
+            stop.set()
+            if cycling is not None:
+                await cycling
+            await live.stop()
+            await gateway.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
