@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.pdu import ModbusPDU
 
 from gateway.meters.config import Connection
 
@@ -87,18 +89,7 @@ class Link:
             if function == 3
             else self._client.read_input_registers
         )
-        self.requests += 1
-        try:
-            async with asyncio.timeout(timeout):
-                response = await call(address, count=count, device_id=unit)
-        except TimeoutError as exc:
-            raise ReadError(f"no answer within {timeout:g} s", timeout=True) from exc
-        except ModbusException as exc:
-            raise ReadError(f"modbus error: {exc}") from exc
-        if response.isError():
-            code = getattr(response, "exception_code", None)
-            name = EXCEPTION_NAMES.get(code or 0, "unknown")
-            raise ReadError(f"exception {code} ({name})", code=code)
+        response = await self._answer(call(address, count=count, device_id=unit), timeout)
         registers = list(getattr(response, "registers", []))
         if len(registers) != count:
             raise ReadError(f"asked for {count} registers, got {len(registers)}")
@@ -106,10 +97,14 @@ class Link:
 
     async def write(self, address: int, words: list[int], unit: int, timeout: float) -> None:
         """Write holding registers (FC16) or raise `ReadError`."""
+        await self._answer(self._client.write_registers(address, words, device_id=unit), timeout)
+
+    async def _answer(self, request: Awaitable[ModbusPDU], timeout: float) -> ModbusPDU:
+        """One request on the wire: its response, or `ReadError` (silence, exception)."""
         self.requests += 1
         try:
             async with asyncio.timeout(timeout):
-                response = await self._client.write_registers(address, words, device_id=unit)
+                response = await request
         except TimeoutError as exc:
             raise ReadError(f"no answer within {timeout:g} s", timeout=True) from exc
         except ModbusException as exc:
@@ -118,6 +113,7 @@ class Link:
             code = getattr(response, "exception_code", None)
             name = EXCEPTION_NAMES.get(code or 0, "unknown")
             raise ReadError(f"exception {code} ({name})", code=code)
+        return response
 
     def close(self) -> None:
         self._client.close()
