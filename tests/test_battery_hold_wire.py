@@ -129,3 +129,23 @@ def test_a_refused_write_is_reported_and_counted() -> None:
             assert "exception 2" in control.error
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_every_write_is_logged_and_re_writes_within_a_budget(caplog) -> None:
+    async def scenario() -> None:
+        bus, _ = served_battery("sma")
+        port = await bus.start_tcp()
+        config = meter("battery", "sma", tcp(port), 3, "battery", control=True)
+        async with polling([config], bus) as meters:
+            (control,) = meters.controls
+            for limit in (0.0, *[0.0] * 8, 300.0, None):
+                await written(control, limit)
+
+    with caplog.at_level("INFO", logger="gateway.meters.control"):
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "battery battery: held at 0 W (write 1)"
+    again = [line for line in lines if "again" in line]
+    assert len(again) == 5  # of 8 re-writes: the hour's budget
+    assert "battery battery: held at 300 W (write 10)" in lines  # its own budget
+    assert lines[-1] == "battery battery: released (write 11)"

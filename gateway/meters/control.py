@@ -3,8 +3,10 @@
 Thin: the decision (which limit, when) is `gateway.allocation.hold`; this turns a limit
 into the profile's register writes, hands them to the bus task that polls the device (so
 a write never interleaves with a read on RS485), and keeps the result for the hub, the
-registers and `status`. Every write is logged: changes always, re-writes and failures
-through a rate limiter, since a device that keeps refusing would otherwise fill the log.
+registers and `status`. Every write is logged: hold and release always; a cap following
+the house, re-writes and failures through a rate limiter (five lines an hour each, then
+the count suppressed), since a wandering load or a device that keeps refusing would
+otherwise fill the log.
 """
 
 from __future__ import annotations
@@ -101,13 +103,17 @@ class BatteryControl:
         self.writes += 1
         self.error = None
         self.result = 0
-        change = previous is None or not previous.ok or previous.limit_w != limit_w
-        if change:
+        # Hold and release always; a held cap following the house, or a re-write, as the
+        # budget allows (the house load, not the owner, moves those).
+        was_held = previous is not None and previous.ok and previous.limit_w is not None
+        if previous is None or not previous.ok or was_held != (limit_w is not None):
             log.info("battery %s: %s (write %d)", self.name, describe(limit_w), self.writes)
         else:
+            again = previous.limit_w == limit_w
             self._limiter.log(
-                log, logging.INFO, "rewrite", now,
-                "battery %s: %s again (write %d)", self.name, describe(limit_w), self.writes,
+                log, logging.INFO, "rewrite" if again else "follow", now,
+                "battery %s: %s%s (write %d)",
+                self.name, describe(limit_w), " again" if again else "", self.writes,
             )  # fmt: skip
 
     async def release(self, timeout_s: float) -> bool:
