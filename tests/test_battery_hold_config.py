@@ -33,10 +33,15 @@ def battery(model: str = "deye", role: str = "battery", name: str = "inverter") 
     return f'\n[[meters]]\nname = "{name}"\nmodel = "{model}"\nrole = "{role}"\nhost = "h"\n'
 
 
-def test_control_is_off_unless_asked_and_on_with_the_profile_s_control(tmp_path):
-    config = load_config(write(tmp_path, battery() + "control = true\n" + battery(name="b2")))
+def test_control_is_off_unless_asked_and_on_with_the_profile_s_control(tmp_path, cli):
+    path = write(tmp_path, battery() + "control = true\n" + battery(name="b2"))
+    config = load_config(path)
     assert [m.control for m in config.meters] == [False, True, False]
     assert config.meters[1].profile.control is builtin("deye").control
+    result = cli("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "meter inverter: battery (deye) on tcp://h:502 unit 1, battery hold" in result.stdout
+    assert "meter b2: battery (deye) on tcp://h:502 unit 1\n" in result.stdout
 
 
 @pytest.mark.parametrize(
