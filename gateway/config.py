@@ -188,6 +188,7 @@ def describe(
     ]
     lines += [
         f"meter {m.name}: {m.role} ({m.model}) on {m.connection.describe()} unit {m.unit_id}"
+        + (", battery hold (control = true)" if m.control else "")
         for m in config.meters
     ]
     port = config.ocpp.port if ocpp_port is None else ocpp_port

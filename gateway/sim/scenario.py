@@ -146,6 +146,7 @@ def _battery(top: Table, site: Site, site_key: str) -> HomeBattery | None:
         max_charge_w=site.battery.max_charge_w,
         max_discharge_w=site.battery.max_discharge_w,
         reserve_soc=reserve,
+        controlled=t.boolean("hold", False),  # the gateway holds it (gateway/allocation/hold.py)
     )
     t.finish()
     return battery
