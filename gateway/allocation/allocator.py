@@ -100,8 +100,9 @@ class _Allocator:
             for k in range(seat.wired):
                 household[_INDEX[charger.phase_map[k]]] -= charger.draw_a[k]
         self.household = tuple(household)
+        grid_w = sum(m.grid_current_a) * self.volts
         self.battery: BatteryView = battery_view(
-            site, m.battery_soc, m.battery_power_w, self.volts, m.pv_power_w
+            site, m.battery_soc, m.battery_power_w, self.volts, m.pv_power_w, grid_w
         )
         output_w = max(0.0, (m.pv_power_w or 0.0) + (m.battery_power_w or 0.0))
         self.pools = build_pools(site, self.household, self.battery, self.volts, output_w)
@@ -115,17 +116,22 @@ class _Allocator:
         mode = c.mode
         if mode is Mode.STANDARD:
             return c.max_a
-        below_target = not self.battery.at_target
+        battery = self.battery
+        below_target = not battery.at_target
+        surplus = base + pools.surplus.available(seat.mask)
         if mode is Mode.ECO:
-            if below_target:
-                return c.min_a
-            return max(c.min_a, base + pools.surplus.available(seat.mask))
+            if battery.eco_waits:
+                # The battery would feed its minimum: only the sun's surplus may.
+                return 0.0 if below_target else surplus
+            return c.min_a if below_target else max(c.min_a, surplus)
         if mode is Mode.SOLAR:
-            return 0.0 if below_target else base + pools.surplus.available(seat.mask)
+            return 0.0 if below_target else surplus
         excess = pools.excess.available(seat.mask)
         if base <= 0.0 and excess <= EPS:
             return 0.0
-        return max(c.min_a, base + excess)
+        # At least its minimum once there is excess, but never more than the site would
+        # still export (or yield from the battery's redirected charge): it never imports.
+        return min(max(c.min_a, base + excess), surplus)
 
     def limit(self, seat: Seat, pools: Pools, base: float) -> float:
         """The most it can hold in total, given what it holds (`base`) already."""
@@ -234,6 +240,18 @@ class _Allocator:
 
     # -- the pass -------------------------------------------------------------------
 
+    def distribute(self, order: list[Seat]) -> None:
+        """The site's distribution over `order` (sorted by order of service)."""
+        distribution = self.site.distribution
+        if distribution in (Distribution.SHARED, Distribution.PRIORITY):
+            self.reserve_minimums(order)
+            if distribution is Distribution.SHARED:
+                self.fill_evenly(order)
+            else:
+                self.fill_in_order(order)
+        else:
+            self.take_in_order(order, trim_for_next=distribution is Distribution.OPTIMIZED)
+
     def run(self) -> Allocation:
         serving = sorted(
             (s for s in self.seats if s.active and not s.released), key=lambda s: s.sort_key
@@ -241,15 +259,10 @@ class _Allocator:
         released = sorted(
             (s for s in self.seats if s.active and s.released), key=lambda s: s.sort_key
         )
-        distribution = self.site.distribution
-        if distribution in (Distribution.SHARED, Distribution.PRIORITY):
-            self.reserve_minimums(serving)
-            if distribution is Distribution.SHARED:
-                self.fill_evenly(serving)
-            else:
-                self.fill_in_order(serving)
-        else:
-            self.take_in_order(serving, trim_for_next=distribution is Distribution.OPTIMIZED)
+        # Excess is what the site would export once every other car is served: those
+        # cars get their whole share before an Excess car gets its minimum.
+        self.distribute([s for s in serving if s.charger.mode is not Mode.EXCESS])
+        self.distribute([s for s in serving if s.charger.mode is Mode.EXCESS])
         # Released cars are offered their minimum only from what everyone else left.
         self.reserve_minimums(released)
         return self.result()
@@ -310,6 +323,10 @@ class _Allocator:
             if target < c.min_a:
                 if c.mode is Mode.EXCESS:
                     return Reason.NO_EXCESS
+                if c.mode is Mode.ECO and self.battery.eco_waits:
+                    if self.battery.below_min:
+                        return Reason.BATTERY_BELOW_MIN
+                    return Reason.BATTERY_WOULD_DISCHARGE
                 if not self.battery.at_target and c.mode is not Mode.STANDARD:
                     return Reason.BATTERY_BELOW_TARGET
                 return Reason.NO_SURPLUS
