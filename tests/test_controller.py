@@ -195,8 +195,11 @@ def test_excess_hold_runs_out_once_export_plus_own_draw_stays_below_the_threshol
 
 def test_an_excess_hold_never_imports():
     s = site(phases=1, excess_threshold_w=2300)
-    run = Run(s, charger("c1", mode="excess", phases=1, phase_map="A"),
-              timing=replace(NONE, excess_hold_s=900))
+    run = Run(
+        s,
+        charger("c1", mode="excess", phases=1, phase_map="A"),
+        timing=replace(NONE, excess_hold_s=900),
+    )
     assert run.started(0, (-18,)) == 8.0
     assert run.limit(1, (0.0,), draw_a=(6.0, 0, 0)) == 6.0  # export 0: held
     d = run.step(2, (1.0,), draw_a=(6.0, 0, 0))  # 230 W from the grid for the car
