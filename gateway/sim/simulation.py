@@ -72,8 +72,8 @@ def simulate(scenario: Scenario, trace: bool = False) -> Result:
             _record(record, now, reading, model, decision)
     model.measure(scenario.start_s + cycles * dt)  # count the last cycle's energy
     wall = time.perf_counter() - started
-    for charger_tally, bay in zip(tally.chargers, model.bays, strict=True):
-        charger_tally.energy_wh = bay.energy_wh
+    tally.finish(model.bays)
+    for charger_tally in tally.chargers:
         s = state.chargers.get(charger_tally.id)
         if s is not None:
             charger_tally.starts, charger_tally.stops = s.starts, s.stops
