@@ -261,12 +261,14 @@ class Controller:
     # -- site adjustments ---------------------------------------------------------------
 
     def _soc_flags(self, state: ControllerState, snapshot: Snapshot) -> tuple[bool, bool]:
-        """Sticky "above" flags: set at the threshold, kept until SOC falls by the hysteresis."""
+        """Sticky "above" flags. Target: set at the threshold, kept until SOC falls by the
+        hysteresis. Min is a floor for cars (issue #13): kept down to it, set again only
+        once SOC has recovered by the hysteresis above it."""
         battery, soc = snapshot.site.battery, snapshot.measurements.battery_soc
         if battery is None or soc is None:
             return False, False
         h = self.settings.soc_hysteresis_pct
-        above_min = soc >= battery.soc_min or (state.soc_above_min and soc >= battery.soc_min - h)
+        above_min = soc >= battery.soc_min + h or (state.soc_above_min and soc >= battery.soc_min)
         above_target = soc >= battery.soc_target or (
             state.soc_above_target and soc >= battery.soc_target - h
         )
@@ -504,14 +506,14 @@ def _adjusted_site(
     site: Site, external: ExternalLimit | None, above_min: bool, above_target: bool, h: float
 ) -> Site:
     """The site as the allocator should see it: the grid capped by an external limit
-    (never raised by it), and the battery thresholds lowered by the hysteresis while
-    SOC is "above" them."""
+    (never raised by it), soc_target lowered by the hysteresis while SOC is "above" it,
+    and soc_min raised by it until SOC has recovered above it."""
     site = limited_site(site, external)
     battery = site.battery
-    if battery is not None and (above_min or above_target):
+    if battery is not None and (not above_min or above_target):
         battery = replace(
             battery,
-            soc_min=max(0.0, battery.soc_min - h) if above_min else battery.soc_min,
+            soc_min=battery.soc_min if above_min else min(100.0, battery.soc_min + h),
             soc_target=max(0.0, battery.soc_target - h) if above_target else battery.soc_target,
         )
         site = replace(site, battery=battery)
