@@ -205,3 +205,15 @@ def test_a_standard_car_on_the_battery_does_not_stop_a_solar_car_s_stop_delay():
     grid = (9.65, 9.65, 9.65)
     state, d = _step(controller, state, s, grid, 1, 3000.0, 90, drawing, standard)
     assert (d.commands[0].limit_a, d.commands[0].reason) == (6.0, Reason.STOP_DELAY)
+
+
+def test_standard_waits_below_soc_min_while_the_battery_would_feed_it():
+    s = site(battery=BATTERY)
+    result = run(s, (0, 0, 0), charger("c", max_a=16), soc=15, battery_w=1000)
+    assert amps(result) == [0]
+    assert result.by_id["c"].reason is Reason.BATTERY_BELOW_MIN
+    # The battery at its own reserve (or held): the grid feeds it, up to its max.
+    assert amps(run(s, (3, 3, 3), charger("c", max_a=16), soc=15, battery_w=0)) == [16]
+    # The sun's surplus it may take even so.
+    assert amps(run(s, (-8, -8, -8), charger("c", max_a=16), soc=15, battery_w=0)) == [8]
+    assert amps(run(s, (0, 0, 0), charger("c", max_a=16), soc=15, battery_w=-2070)) == [0]

@@ -114,9 +114,12 @@ class _Allocator:
         """The most its mode lets it take from the sources it may use."""
         c = seat.charger
         mode = c.mode
-        if mode is Mode.STANDARD:
-            return c.max_a
         battery = self.battery
+        if mode is Mode.STANDARD:
+            if battery.standard_waits:
+                # The battery would feed it against the policy: only the sun's surplus.
+                return base + pools.surplus.available(seat.mask)
+            return c.max_a
         below_target = not battery.at_target
         surplus = base + pools.surplus.available(seat.mask)
         if mode is Mode.ECO:
@@ -137,7 +140,7 @@ class _Allocator:
         """The most it can hold in total, given what it holds (`base`) already."""
         charger = seat.charger
         wires = base + pools.wires(seat.mask, seat.circuits)
-        if charger.mode is Mode.STANDARD:
+        if charger.mode is Mode.STANDARD and not self.battery.standard_waits:
             return min(charger.max_a, wires)
         return min(charger.max_a, self.ceiling(seat, pools, base), wires)
 
@@ -278,7 +281,7 @@ class _Allocator:
                 for i, bit in phase_bits:
                     if seat.mask & bit:
                         drawn[i] += allocated
-            if charger.mode is Mode.STANDARD:
+            if charger.mode is Mode.STANDARD and not self.battery.standard_waits:
                 target = _floor(charger.max_a)
             else:
                 target = _floor(min(charger.max_a, self.ceiling(seat, self.fresh, 0.0)))
@@ -323,8 +326,11 @@ class _Allocator:
             if target < c.min_a:
                 if c.mode is Mode.EXCESS:
                     return Reason.NO_EXCESS
-                if c.mode is Mode.ECO and self.battery.eco_waits:
-                    if self.battery.below_min:
+                battery = self.battery
+                if (c.mode is Mode.ECO and battery.eco_waits) or (
+                    c.mode is Mode.STANDARD and battery.standard_waits
+                ):
+                    if battery.below_min:
                         return Reason.BATTERY_BELOW_MIN
                     return Reason.BATTERY_WOULD_DISCHARGE
                 if not self.battery.at_target and c.mode is not Mode.STANDARD:

@@ -28,14 +28,17 @@ class BatteryView:
     supplies: bool  # some mode may use its discharge (the physical pool counts its room)
     at_target: bool  # SOC >= target: its charge may be redirected; Solar may run
     below_min: bool  # SOC < soc_min (or unknown): it supplies no car
-    eco_waits: bool  # it would cover a car's load and may not supply Eco's minimum
+    # It would cover a car's load, but the policy does not let it supply the mode's
+    # minimum (Standard, Eco): such a car waits for the sun (or a battery that stops).
+    standard_waits: bool
+    eco_waits: bool
     charge_a: float  # redirectable charge current (total amps over all phases)
     discharge_room_a: float  # extra discharge it could still give (total amps)
     discharge_a: float  # its measured discharge (total amps): battery energy, never surplus
     assist_w: float  # what the owner lets Solar and Excess cars take from it (W)
 
 
-_NO_BATTERY = BatteryView(False, True, False, False, 0.0, 0.0, 0.0, 0.0)
+_NO_BATTERY = BatteryView(False, True, False, False, False, 0.0, 0.0, 0.0, 0.0)
 
 
 def battery_view(
@@ -68,16 +71,15 @@ def battery_view(
         charge = min(charge, output_room)
         room = min(room, output_room - charge)
     assist = allowance_w(battery, Mode.SOLAR, soc)
-    supplies = (
-        assist > 0.0
-        or allowance_w(battery, Mode.STANDARD, soc) > 0.0
-        or allowance_w(battery, Mode.ECO, soc) > 0.0
-    )
+    standard = allowance_w(battery, Mode.STANDARD, soc) > 0.0
+    eco = allowance_w(battery, Mode.ECO, soc) > 0.0
+    covers = covers_load(power, grid_w)
     return BatteryView(
-        supplies=supplies,
+        supplies=assist > 0.0 or standard or eco,
         at_target=soc >= battery.soc_target,
         below_min=soc < battery.soc_min,
-        eco_waits=covers_load(power, grid_w) and allowance_w(battery, Mode.ECO, soc) <= 0.0,
+        standard_waits=covers and not standard,
+        eco_waits=covers and not eco,
         charge_a=charge if soc >= battery.soc_target else 0.0,
         discharge_room_a=room,
         discharge_a=discharge,
