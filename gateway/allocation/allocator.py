@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import attrgetter
 
 from gateway.allocation.capacity import popcount
 from gateway.allocation.pools import BatteryView, Pools, battery_view, build_pools
@@ -28,6 +29,7 @@ from gateway.model import (
 )
 
 EPS = 1e-6
+_ORDER = attrgetter("sort_key")
 DRAWING_A = 1.0  # a line carrying more than this is in use
 _BIT = {name: 1 << i for i, name in enumerate(PHASE_NAMES)}
 _INDEX = {name: i for i, name in enumerate(PHASE_NAMES)}
@@ -45,12 +47,9 @@ class Seat:
     circuits: tuple[str, ...]
     active: bool
     released: bool
+    sort_key: tuple[int, int, int]  # order of service: mode urgency, priority, config order
     amount: float = 0.0
     seated: bool = False  # got its minimum in the first pass
-
-    @property
-    def sort_key(self) -> tuple[int, int, int]:
-        return (self.charger.mode.urgency, self.charger.priority, self.index)
 
 
 def wired_lines(charger: Charger, site_phases: int) -> int:
@@ -76,7 +75,8 @@ def _seat(charger: Charger, index: int, site: Site, circuits: tuple[str, ...]) -
         and sum(charger.draw_a) < DRAWING_A
         and charger.idle_s >= site.release_after_s
     )
-    return Seat(charger, index, mask, popcount(mask), wired, circuits, active, released)
+    order = (charger.mode.urgency, charger.priority, index)
+    return Seat(charger, index, mask, popcount(mask), wired, circuits, active, released, order)
 
 
 class _Allocator:
@@ -257,10 +257,10 @@ class _Allocator:
 
     def run(self) -> Allocation:
         serving = sorted(
-            (s for s in self.seats if s.active and not s.released), key=lambda s: s.sort_key
+            (s for s in self.seats if s.active and not s.released), key=_ORDER
         )
         released = sorted(
-            (s for s in self.seats if s.active and s.released), key=lambda s: s.sort_key
+            (s for s in self.seats if s.active and s.released), key=_ORDER
         )
         # Excess is what the site would export once every other car is served: those
         # cars get their whole share before an Excess car gets its minimum.
@@ -274,6 +274,10 @@ class _Allocator:
         chargers = []
         drawn = [0.0] * self.site.phases
         phase_bits = [(i, 1 << i) for i in range(self.site.phases)]
+        # Chargers alike in mode, phases and limits have the same target, and idle ones
+        # the same availability: worked out once each (most fleets repeat a few kinds).
+        targets: dict[tuple, float] = {}
+        availability: dict[tuple, float] = {}
         for seat in self.seats:
             charger = seat.charger
             allocated = _round_down(seat.amount, charger.min_a) if seat.amount else 0.0
@@ -281,15 +285,23 @@ class _Allocator:
                 for i, bit in phase_bits:
                     if seat.mask & bit:
                         drawn[i] += allocated
-            if charger.mode is Mode.STANDARD and not self.battery.standard_waits:
-                target = _floor(charger.max_a)
-            else:
-                target = _floor(min(charger.max_a, self.ceiling(seat, self.fresh, 0.0)))
+            kind = (charger.mode, seat.mask, charger.min_a, charger.max_a)
+            target = targets.get(kind)
+            if target is None:
+                if charger.mode is Mode.STANDARD and not self.battery.standard_waits:
+                    target = _floor(charger.max_a)
+                else:
+                    target = _floor(min(charger.max_a, self.ceiling(seat, self.fresh, 0.0)))
+                targets[kind] = target
             if seat.active:
                 available = allocated
             else:
-                want = self.limit(seat, self.pools, 0.0)
-                available = _floor(want) if want >= seat.charger.min_a - EPS else 0.0
+                idle_kind = (kind, seat.circuits)
+                available = availability.get(idle_kind)
+                if available is None:
+                    want = self.limit(seat, self.pools, 0.0)
+                    available = _floor(want) if want >= charger.min_a - EPS else 0.0
+                    availability[idle_kind] = available
             chargers.append(
                 ChargerAllocation(
                     id=seat.charger.id,
