@@ -9,10 +9,11 @@ import pytest
 
 from gateway.allocation.controller import Controller
 from gateway.allocation.snapshot import read_site
-from gateway.allocation.timing import ControlSettings, Timing
+from gateway.allocation.timing import ControlSettings
 from gateway.model import Battery, Measurements, Metering, Mode, Reason, Snapshot
 from gateway.schema import SchemaError, Table
 from tests.allocation_helpers import amps, charger, run, site
+from tests.test_controller import NONE as NO_TIMERS
 
 BATTERY = Battery(max_charge_w=5000, max_discharge_w=5000, soc_min=20, soc_target=80)
 
@@ -149,14 +150,8 @@ def test_metering_is_read_and_checked():
 # -- the controller's holds do not run on the battery -----------------------------------
 
 
-NONE = Timing(
-    ramp_up_a_per_s=1000,
-    dead_band_a=0,
-    start_delay_s=0,
-    stop_delay_s=180,
-    min_pause_s=0,
-    excess_hold_s=0,
-)
+# The controller tests' "every rule off", with the stop delay on.
+NONE = replace(NO_TIMERS, stop_delay_s=180)
 
 
 def _step(controller, state, s, grid, now, battery_w, soc, *chargers):
