@@ -11,7 +11,8 @@ A command above the allocation (a stop delay or an excess hold keeping a charger
 minimum, a reduction within the dead band) is checked by a second allocation in which
 every other charger is pinned at its command and the held ones ask for theirs last,
 from any source: a hold never takes what the breaker, the import cap or a circuit does
-not have, and never takes anything from another charger.
+not have, and never takes anything from another charger. Holds that fit in the breaker
+headroom the allocation leaves, where the breaker is the only limit, need no check.
 """
 
 from __future__ import annotations
@@ -416,7 +417,7 @@ class Controller:
             for c, p in zip(snapshot.chargers, plans, strict=True)
             if p.limit > allocation.by_id[c.id].allocated_a + EPS
         }
-        if not held:
+        if not held or _fits_the_breaker(snapshot, allocation, plans):
             return
         pinned = []
         for c, p in zip(snapshot.chargers, plans, strict=True):
@@ -435,6 +436,23 @@ class Controller:
                 p.reason = Reason.BREAKER_LIMIT if granted > 0.0 else Reason.NO_CAPACITY
                 p.detail = f"{c.mode.value}: breaker cannot carry {p.limit:g} A"
                 p.limit = granted
+
+
+def _fits_the_breaker(snapshot: Snapshot, allocation: Allocation, plans: list[_Plan]) -> bool:
+    """Whether every command above its allocation fits in the breaker headroom the
+    allocation leaves, on every line each such charger is wired to. Only where the
+    breaker is the one limit (no import cap, no circuits, grid charging allowed): then
+    the second allocation of the hold check is not needed."""
+    site = snapshot.site
+    if site.max_import_w is not None or site.circuits or not site.allow_grid_charging:
+        return False
+    room = list(allocation.site.headroom_a)
+    for c, p in zip(snapshot.chargers, plans, strict=True):
+        extra = p.limit - allocation.by_id[c.id].allocated_a
+        if extra > EPS:
+            for phase in c.phase_map[: wired_lines(c, site.phases)]:
+                room[PHASE_NAMES.index(phase)] -= extra
+    return min(room) >= -EPS
 
 
 def _guard(snapshot: Snapshot, chargers: list[Charger], plans: list[_Plan], now: float) -> str:
