@@ -27,7 +27,7 @@ class BatteryView:
 
     supplies: bool  # some mode may use its discharge (the physical pool counts its room)
     at_target: bool  # SOC >= target: its charge may be redirected; Solar may run
-    below_min: bool  # SOC < soc_min (or unknown): it supplies no car
+    below_min: bool  # SOC < soc_min: it supplies no car
     # It would cover a car's load, but the policy does not let it supply the mode's
     # minimum (Standard, Eco): such a car waits for the sun (or a battery that stops).
     standard_waits: bool
@@ -59,7 +59,7 @@ def battery_view(
     if soc is None:
         # SOC unknown: never count on it, never block Solar on it; what it measurably
         # discharges is still not the sun's.
-        return replace(_NO_BATTERY, below_min=True, discharge_a=discharge)
+        return replace(_NO_BATTERY, discharge_a=discharge)
     charge = max(0.0, -power) / volts
     room = max(0.0, battery.max_discharge_w - max(0.0, power)) / volts
     inverter = site.inverter
