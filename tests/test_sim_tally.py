@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.sim.report import Event, visit_events
 from gateway.sim.scenario import load_scenario
 from gateway.sim.simulation import Result, simulate
 
@@ -127,7 +128,8 @@ def test_battery_minimum_and_time_below_soc_min(tmp_path: Path):
 
 def test_a_visit_says_what_the_car_needed_got_and_when_it_was_full(tmp_path: Path):
     # 1 kWh at 4140 W is full 870 s after the car's start; it stays until 12:30.
-    tally = run(tmp_path, house_w=500, leave="12:30", energy_kwh=1).tally
+    result = run(tmp_path, house_w=500, leave="12:30", energy_kwh=1)
+    tally = result.tally
     car = tally.chargers[0]
     (visit,) = car.visits
     assert visit.needed_wh == 1000 == car.needed_wh
@@ -138,11 +140,24 @@ def test_a_visit_says_what_the_car_needed_got_and_when_it_was_full(tmp_path: Pat
     assert car.starts == 1 and car.stops == 0
     assert car.present_s == 1800 and car.starts_per_h == pytest.approx(2.0)
     assert car.changes_per_h == pytest.approx(car.changes * 2)
+    # What the plot marks.
+    assert visit_events(result) == [
+        Event(12 * 3600, 0, "arrive"),
+        Event(visit.full_s, 0, "full"),
+        Event(12.5 * 3600, 0, "leave"),
+    ]
 
 
 def test_a_car_that_leaves_before_it_is_full_is_not_full(tmp_path: Path):
-    tally = run(tmp_path, house_w=500, leave="12:10", energy_kwh=10).tally
+    result = run(tmp_path, house_w=500, leave="12:10", energy_kwh=10)
+    tally = result.tally
     (visit,) = tally.chargers[0].visits
     assert visit.full_s is None
+    assert [e.kind for e in visit_events(result)] == ["arrive", "leave"]
     assert 0 < visit.delivered_wh < visit.needed_wh
     assert visit.delivered_wh == pytest.approx(tally.chargers[0].energy_wh)
+
+
+def test_a_car_still_there_at_the_end_has_no_departure(tmp_path: Path):
+    result = run(tmp_path, house_w=500, leave="14:00", energy_kwh=10)
+    assert [e.kind for e in visit_events(result)] == ["arrive"]

@@ -24,6 +24,7 @@ class Trace:
     pv_w: list[float] = field(default_factory=list)
     battery_w: list[float] = field(default_factory=list)
     battery_soc: list[float | None] = field(default_factory=list)
+    cars_w: list[float] = field(default_factory=list)  # all cars together
     grid_a: list[tuple[float, ...]] = field(default_factory=list)
     limit_a: list[tuple[float, ...]] = field(default_factory=list)  # per charger
     draw_a: list[tuple[float, ...]] = field(default_factory=list)  # per charger, highest line
@@ -86,6 +87,8 @@ def _record(trace: Trace, now: float, r: Reading, model: SiteModel, decision: De
     trace.pv_w.append(r.pv_w)
     trace.battery_w.append(r.battery_w)
     trace.battery_soc.append(r.battery_soc)
+    volts = model.site.voltage_v
+    trace.cars_w.append(sum(bay.power_w(volts) for bay in model.bays))
     trace.grid_a.append(r.grid_a)
     trace.limit_a.append(tuple(c.limit_a for c in decision.commands))
     trace.draw_a.append(tuple(max(bay.line_currents()) for bay in model.bays))

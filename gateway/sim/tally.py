@@ -101,6 +101,7 @@ class Tally:
     grid_to_cars_wh: float = 0.0
     battery_min_soc: float | None = None
     below_soc_min_s: float = 0.0
+    _within: bool = True  # no phase over the breaker in the last cycle
 
     def __post_init__(self) -> None:
         self.phases = [Excursion() for _ in range(self.site.phases)]
@@ -199,6 +200,9 @@ class Tally:
         """Per phase: peak, longest stretch, and A·s beyond one cycle and beyond the
         reaction time (`now` is on the cycle grid, so the first cycle is [since, since + dt])."""
         breaker = self.site.main_breaker_a
+        if max(grid_a) - breaker <= 1e-9 and self._within:
+            return  # most cycles: no phase over, none was
+        self._within = max(grid_a) - breaker <= 1e-9
         for excursion, current in zip(self.phases, grid_a, strict=True):
             over = current - breaker
             if over <= 1e-9:
