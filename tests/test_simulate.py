@@ -267,13 +267,15 @@ def test_cloudy_day_start_stop_cycles_are_bounded_by_the_delays():
 
 def test_sunny_day_uses_most_of_the_surplus():
     tally = day("sunny-two-cars", cycle_s=5.0).tally
-    assert tally.used_pct is not None and tally.used_pct > 85
+    # Issue #13: the battery's discharge is no longer surplus, so the 1-phase carport
+    # gets only the sun's third on its phase once the garage is full (was 85 %, 10 kWh).
+    assert tally.used_pct is not None and tally.used_pct > 80
     assert tally.solar_import_wh < 100
     assert tally.beyond_as == 0.0
     garage, carport = tally.chargers
     assert garage.energy_wh == pytest.approx(30_000, abs=50)
     assert garage.pv_wh > 0.9 * garage.energy_wh
-    assert carport.energy_wh > 10_000
+    assert carport.energy_wh > 4_000
 
 
 def test_an_unwritable_csv_fails_before_simulating(tmp_path: Path, cli):
