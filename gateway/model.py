@@ -105,6 +105,9 @@ class Battery:
     supply_modes: frozenset[Mode] = frozenset({Mode.STANDARD, Mode.ECO})
     assist_soc: float | None = None
     assist_w: float = 0.0
+    # The gateway can hold it through its inverter (a battery meter with control = true):
+    # a car the policy keeps off it then charges from the grid instead of waiting.
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)

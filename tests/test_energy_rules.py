@@ -69,6 +69,16 @@ def test_eco_minimum_waits_below_soc_min_while_the_battery_would_feed_it():
     assert amps(run(s, (0, 0, 0), eco, soc=25, battery_w=1000)) == [6]
 
 
+def test_a_battery_the_gateway_holds_does_not_make_eco_or_standard_wait():
+    # With a battery hold (a battery meter with control = true) the hold caps the
+    # discharge once the car charges, so the car charges from the grid instead of waiting.
+    held = site(battery=replace(BATTERY, supply_modes=frozenset(), held=True))
+    for mode in ("eco", "standard"):
+        assert amps(run(held, (0, 0, 0), charger("e", mode), soc=15, battery_w=1000)) != [0]
+    unheld = site(battery=replace(BATTERY, supply_modes=frozenset()))
+    assert amps(run(unheld, (0, 0, 0), charger("e", "eco"), soc=15, battery_w=1000)) == [0]
+
+
 def test_eco_left_out_of_supply_modes_waits_with_its_own_reason():
     s = site(battery=replace(BATTERY, supply_modes=frozenset({Mode.STANDARD})))
     result = run(s, (0, 0, 0), charger("e", "eco"), soc=90, battery_w=1000)

@@ -53,7 +53,12 @@ def test_excess_cars_take_no_grid_energy(path: Path):
 
 @pytest.mark.parametrize("path", DAYS, ids=IDS)
 def test_starts_and_limit_changes_stay_bounded(path: Path):
-    for car in day(path).tally.chargers:
+    result = day(path)
+    if any(s.behaviour != "obeys" for s in result.scenario.sessions):
+        # A charger that ignores its limits or drops off makes the guard cut the others
+        # every time it overloads a phase: the bound is for chargers that obey.
+        return
+    for car in result.tally.chargers:
         assert car.starts <= STARTS_PER_H * max(1.0, car.present_s / 3600), car.id
         assert car.changes_per_h <= CHANGES_PER_H, car.id
 

@@ -73,7 +73,9 @@ def battery_view(
     assist = allowance_w(battery, Mode.SOLAR, soc)
     standard = allowance_w(battery, Mode.STANDARD, soc) > 0.0
     eco = allowance_w(battery, Mode.ECO, soc) > 0.0
-    covers = covers_load(power, grid_w)
+    # A battery the gateway holds does not cover a car it may not supply: the hold caps
+    # its discharge once the car charges (gateway/allocation/hold.py).
+    covers = covers_load(power, grid_w) and not battery.held
     return BatteryView(
         supplies=assist > 0.0 or standard or eco,
         at_target=soc >= battery.soc_target,
