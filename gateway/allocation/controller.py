@@ -23,9 +23,12 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
-from gateway.allocation.allocator import DRAWING_A, allocate
+from gateway.allocation import phases
+from gateway.allocation.allocator import DRAWING_A, allocate, wired_lines
 from gateway.allocation.guard import FOLLOW_S, guard
+from gateway.allocation.phases import PhaseSettings, PhaseState
 from gateway.allocation.timing import ControlSettings, Timing
+from gateway.inputs import undeclared_lines
 from gateway.model import (
     ACTIVE_STATUSES,
     PHASE_NAMES,
@@ -64,6 +67,7 @@ class Command:
     reason: Reason
     detail: str  # short text for status and registers, e.g. "solar: waiting 42 s to start"
     failsafe: bool = False
+    phases: int | None = None  # the phase set to send (None: the charger does not switch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,12 @@ class ChargerState:
     following: bool = False  # eco: following surplus above its minimum
     starts: int = 0
     stops: int = 0
+    phase: PhaseState | None = None  # phase switching chargers only (kept across sessions)
+
+    @property
+    def switch_paused(self) -> bool:
+        """The last command was 0 A for a phase switch (neither a stop nor a start)."""
+        return self.phase is not None and self.phase.paused
 
 
 _FRESH = ChargerState()
@@ -86,7 +96,7 @@ _FRESH = ChargerState()
 _SESSION_DEFAULTS = tuple(
     (f.name, getattr(_FRESH, f.name))
     for f in fields(ChargerState)
-    if f.name not in ("starts", "stops")
+    if f.name not in ("starts", "stops", "phase")
 )
 
 
@@ -150,22 +160,29 @@ class Controller:
         settings: ControlSettings,
         timings: Mapping[str, Timing] | None = None,
         failsafe_a: Mapping[str, float] | None = None,
+        phase_switching: Mapping[str, PhaseSettings] | None = None,
     ) -> None:
-        """`timings` and `failsafe_a` by charger id; absent ids use the site timing and
-        the charger's minimum."""
+        """`timings`, `failsafe_a` and `phase_switching` by charger id; absent ids use
+        the site timing and the charger's minimum, and do not switch phases."""
         self.settings = settings
         self.timings = dict(timings or {})
         self.failsafe_a = dict(failsafe_a or {})
+        self.phase_switching = dict(phase_switching or {})
 
     @classmethod
     def for_chargers(cls, settings: ControlSettings, chargers: Iterable[Any]) -> Controller:
         """From the config's (or a scenario's) `ChargerConfig` entries: each has `id`,
-        `timing` and `failsafe_a`."""
+        `charger`, `timing`, `failsafe_a` and `phase_switching`."""
         chargers = list(chargers)
         return cls(
             settings,
             timings={c.id: c.timing for c in chargers},
             failsafe_a={c.id: c.failsafe_a for c in chargers},
+            phase_switching={
+                c.id: PhaseSettings(c.charger.phases, c.charger.min_a, c.timing.phase_dwell_s)
+                for c in chargers
+                if c.phase_switching
+            },
         )
 
     def initial_state(self) -> ControllerState:
@@ -196,6 +213,7 @@ class Controller:
             idle_since = _idle_since(c, plan.state, now)
             plan.set(idle_since=idle_since)
             idle_s = 0.0 if idle_since is None else now - idle_since
+            c = _in_force(c, plan.state.phase, snapshot.site.phases)
             chargers.append(c if c.idle_s == idle_s else replace(c, idle_s=idle_s))
             plans.append(plan)
         external = external_limit if external_limit and external_limit.active(now) else None
@@ -213,6 +231,9 @@ class Controller:
         allocation = allocate(adjusted)
         for c, plan in zip(chargers, plans, strict=True):
             self._plan(plan, c, allocation.by_id[c.id], adjusted, now, state.last_now)
+        for i, (c, plan) in enumerate(zip(chargers, plans, strict=True)):
+            if c.id in self.phase_switching:
+                self._switch_phases(plan, i, adjusted, allocation, now)
         self._check_holds(adjusted, allocation, plans)
         over = _guard(adjusted, chargers, plans, now)
         if bool(over) != state.guarding:  # one line per episode, not per cycle
@@ -243,7 +264,9 @@ class Controller:
             reason, detail = plan.reason, plan.detail
             if external is not None and reason in (Reason.BREAKER_LIMIT, Reason.NO_CAPACITY):
                 reason, detail = Reason.EXTERNAL_LIMIT, _external_text(external, now)
-            commands.append(Command(charger.id, plan.limit, reason, detail, failsafe))
+            phase = plan.get("phase")
+            sent = None if phase is None else phase.phases
+            commands.append(Command(charger.id, plan.limit, reason, detail, failsafe, sent))
         limited = external is not None
         _log_transitions(state, failsafe, limited, len(chargers), external, now)
         new_state = replace(
@@ -304,7 +327,7 @@ class Controller:
         self, plan: _Plan, c: Charger, t: Timing, snapshot: Snapshot, now: float
     ) -> None:
         """Solar and Excess: start delay, stop delay (Solar), excess hold (Excess)."""
-        on = plan.state.limit_a > 0.0
+        on = plan.state.limit_a > 0.0 or plan.state.switch_paused
         mode = c.mode.value
         carried = plan.limit > 0.0  # the allocator gives 0 or at least the minimum
         if c.mode is Mode.EXCESS and (carried or _excess_refresh(c, snapshot)):
@@ -388,6 +411,47 @@ class Controller:
             plan.reason = Reason.RAMPING
             plan.detail = f"ramping up to {want:g} A"
 
+    # -- phase switching ------------------------------------------------------------------
+
+    def _switch_phases(
+        self, plan: _Plan, index: int, snapshot: Snapshot, allocation: Allocation, now: float
+    ) -> None:
+        """Decide the charger's phase set (`phases.py`) from what it gets on the set in
+        force and what it would get on the other; 0 A while pausing for a switch."""
+        c = snapshot.chargers[index]
+        settings = self.phase_switching[c.id]
+        old = plan.state.phase or phases.initial(settings)
+        a = allocation.by_id[c.id]
+        if c.status not in ACTIVE_STATUSES or a.reason is Reason.RELEASED:
+            if c.status not in ACTIVE_STATUSES:
+                plan.set(phase=phases.leave(settings, old))
+            return
+        got = a.allocated_a
+        if old.paused or old.ignored:
+            one_a = full_a = 0.0  # not looked at in these steps: no probe
+        elif c.phases == 1:
+            one_a, full_a = got, _probe(snapshot, index, settings.full)
+        elif got >= settings.min_a:
+            one_a, full_a = 0.0, got  # the full set carries its minimum: 1 phase is moot
+        else:
+            one_a, full_a = _probe(snapshot, index, 1), got
+        new = phases.decide(settings, old, one_a, full_a, c.draw_a, now)
+        plan.set(phase=new)
+        if new.ignored and not old.ignored:
+            log.warning(
+                "charger %s: told %d phase(s) but draws on %s A: it ignores phase switching;"
+                " counted on the lines it uses, switching off until the car leaves",
+                c.id,
+                old.phases,
+                "/".join(f"{x:.1f}" for x in c.draw_a),
+            )
+        elif new.switches != old.switches:
+            log.info("charger %s: switched to %d phase(s)", c.id, new.phases)
+        elif old.step is phases.Step.PAUSING and new.step is phases.Step.STEADY:
+            log.warning("charger %s: still drawing, phase switch given up", c.id)
+        if new.paused:
+            plan.limit, plan.reason, plan.detail = 0.0, Reason.PHASE_SWITCH, phases.detail(new)
+
     # -- holds ------------------------------------------------------------------------
 
     def _check_holds(self, snapshot: Snapshot, allocation: Allocation, plans: list[_Plan]) -> None:
@@ -416,6 +480,30 @@ class Controller:
                 p.reason = Reason.BREAKER_LIMIT if granted > 0.0 else Reason.NO_CAPACITY
                 p.detail = f"{c.mode.value}: breaker cannot carry {p.limit:g} A"
                 p.limit = granted
+
+
+def _in_force(c: Charger, phase: PhaseState | None, site_phases: int) -> Charger:
+    """The charger on the phase set in force, widened to the lines it really draws on."""
+    if phase is None or phase.phases == c.phases:
+        return c
+    return undeclared_lines(replace(c, phases=phase.phases), c.draw_a, site_phases)
+
+
+def _probe(snapshot: Snapshot, index: int, phases: int) -> float:
+    """What charger `index` would be allocated on `phases` lines. Its draw is taken out
+    of the grid reading and the charger alike, so the household stays as measured."""
+    c = snapshot.chargers[index]
+    grid = list(snapshot.measurements.grid_current_a)
+    for k in range(wired_lines(c, snapshot.site.phases)):
+        grid[PHASE_NAMES.index(c.phase_map[k])] -= c.draw_a[k]
+    chargers = list(snapshot.chargers)
+    chargers[index] = replace(c, phases=phases, draw_a=(0.0, 0.0, 0.0))
+    probe = replace(
+        snapshot,
+        measurements=replace(snapshot.measurements, grid_current_a=tuple(grid)),
+        chargers=tuple(chargers),
+    )
+    return allocate(probe).by_id[c.id].allocated_a
 
 
 def _guard(snapshot: Snapshot, chargers: list[Charger], plans: list[_Plan], now: float) -> str:
@@ -527,6 +615,9 @@ def _reset(plan: _Plan) -> None:
     plan.changes = {name: fresh for name, fresh in _SESSION_DEFAULTS if getattr(s, name) != fresh}
 
 
+_UNCOUNTED = (Reason.RELEASED, Reason.NOT_ACTIVE, Reason.PHASE_SWITCH)
+
+
 def _count(plan: _Plan, now: float) -> None:
     """Note the command sent: count starts and stops (not of a released car), and the
     stop time."""
@@ -534,8 +625,8 @@ def _count(plan: _Plan, now: float) -> None:
     plan.set(limit_a=limit)
     if limit < last:
         plan.set(lowered_at=now)
-    if plan.reason is Reason.RELEASED or plan.reason is Reason.NOT_ACTIVE:
-        return
+    if plan.reason in _UNCOUNTED or plan.state.switch_paused:
+        return  # a pause for a phase switch, and the resume after it, are not stops/starts
     if limit > 0.0 and last <= 0.0:
         plan.set(starts=plan.state.starts + 1, short_since=None)
     elif limit <= 0.0 < last:

@@ -31,6 +31,7 @@ class Session:
     phases: int = 3
     max_a: float = 32.0
     lag_s: float = 5.0
+    ignores_phase_switch: bool = False  # the charger keeps all its lines whatever it is told
 
 
 @dataclass(slots=True)
@@ -67,6 +68,7 @@ class Bay:
         self.session: Session | None = None
         self.ev: EV | None = None
         self.limit_a = 0.0
+        self.phases: int | None = None  # the phase set the charger was told, if any
         self.delivered_wh = 0.0  # by cars that have left
         self._seen = charger
 
@@ -86,9 +88,10 @@ class Bay:
                     phases=min(session.phases, self.lines),
                     energy_wanted_wh=session.energy_wh,
                     lag_s=session.lag_s,
+                    ignores_phase_switch=session.ignores_phase_switch,
                 )
                 self.ev.advance(now, volts)
-                self.ev.offer(self.limit_a, now)
+                self.ev.offer(self.limit_a, now, self.phases)
 
     def seen(self, lines: tuple[float, float, float]) -> Charger:
         """The charger as the gateway sees it now (status and draw)."""
@@ -97,10 +100,12 @@ class Bay:
             self._seen = replace(self.charger, status=status, draw_a=lines)
         return self._seen
 
-    def offer(self, limit_a: float, now: float) -> None:
+    def offer(self, limit_a: float, now: float, phases: int | None = None) -> None:
         self.limit_a = limit_a
+        if phases is not None:
+            self.phases = phases
         if self.ev is not None:
-            self.ev.offer(limit_a, now)
+            self.ev.offer(limit_a, now, self.phases)
 
     @property
     def status(self) -> str:
@@ -118,7 +123,7 @@ class Bay:
 
     def power_w(self, volts: float) -> float:
         ev = self.ev
-        return 0.0 if ev is None else ev.draw_a * ev.phases * volts
+        return 0.0 if ev is None else ev.draw_a * ev.lines * volts
 
     def room_w(self, volts: float) -> float:
         """What the car here could take at most (0 when none or full)."""
@@ -231,4 +236,4 @@ class SiteModel:
 
     def apply(self, commands: Iterable[Command], now: float) -> None:
         for bay, command in zip(self.bays, commands, strict=True):
-            bay.offer(command.limit_a, now)
+            bay.offer(command.limit_a, now, command.phases)
