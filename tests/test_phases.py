@@ -9,6 +9,7 @@ that ignores the switch is found from its draw and counted on its real lines.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from gateway.allocation.controller import Controller
 from gateway.allocation.phases import PhaseSettings
 from gateway.allocation.timing import ControlSettings, Timing
+from gateway.config import load_config
 from gateway.model import Charger, Inverter, Measurements, Mode, Reason, Site, Snapshot
 from gateway.sim.ev import EV
 
@@ -116,3 +118,28 @@ def test_a_car_ignoring_the_switch_is_found_and_counted_on_its_lines():
     # Told 1 phase, it drew 3 x the limit; treated by its real phases the car may not
     # start again on 2.5 kW (3 phases cannot carry 6 A on it).
     assert command.limit_a == 0.0
+
+
+def test_phase_switching_is_read_per_charger(tmp_path: Path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[site]\nmain_breaker_a = 25\n[control]\nphase_dwell_s = 600\n"
+        '[[chargers]]\nid = "a"\nphase_switching = true\n[[chargers]]\nid = "b"\n'
+    )
+    a, b = load_config(path).chargers
+    assert (a.phase_switching, b.phase_switching) == (True, False)
+    assert a.timing.phase_dwell_s == 600
+    controller = Controller.for_chargers(ControlSettings(), (a, b))
+    assert controller.phase_switching == {"a": PhaseSettings(3, 6.0, 600.0)}
+
+
+def test_phase_switching_on_a_one_phase_charger_exits_2(tmp_path: Path, cli):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[site]\nmain_breaker_a = 25\n[[chargers]]\nid = "a"\nphases = 1\nphase_switching = true\n'
+    )
+    result = cli("check-config", str(path))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert f"{path}:6: chargers[0].phase_switching:" in line
+    assert "3-phase" in line
