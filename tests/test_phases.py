@@ -9,8 +9,10 @@ that ignores the switch is found from its draw and counted on its real lines.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +22,8 @@ from gateway.allocation.timing import ControlSettings, Timing
 from gateway.config import load_config
 from gateway.model import Charger, Inverter, Measurements, Mode, Reason, Site, Snapshot
 from gateway.sim.ev import EV
+from gateway.sim.scenario import load_scenario
+from gateway.sim.simulation import simulate
 
 VOLTS = 230.0
 HOUSE_W = 300.0
@@ -143,3 +147,42 @@ def test_phase_switching_on_a_one_phase_charger_exits_2(tmp_path: Path, cli):
     (line,) = result.stderr.strip().splitlines()
     assert f"{path}:6: chargers[0].phase_switching:" in line
     assert "3-phase" in line
+
+
+# -- the spring day (gateway/sim/scenarios/spring-phase-switching.toml) -----------------
+
+SPRING = Path(__file__).parent.parent / "gateway/sim/scenarios/spring-phase-switching.toml"
+
+
+def _spring(switching: bool, ignores: bool = False):
+    scenario = load_scenario(SPRING)
+    return simulate(
+        replace(
+            scenario,
+            cycle_s=2.0,
+            chargers=tuple(replace(c, phase_switching=switching) for c in scenario.chargers),
+            sessions=tuple(replace(s, ignores_phase_switch=ignores) for s in scenario.sessions),
+        )
+    ).tally
+
+
+def test_spring_day_switching_puts_far_more_sun_into_the_car():
+    on, off = _spring(True), _spring(False)
+    car_on, car_off = on.chargers[0], off.chargers[0]
+    assert car_on.energy_wh > 1.3 * car_off.energy_wh
+    assert on.used_pct is not None and off.used_pct is not None
+    assert on.used_pct > 85 > 65 > off.used_pct
+    assert car_on.pv_wh > 0.95 * car_on.energy_wh
+    # 1 phase in the morning, 3 around noon, 1 in the afternoon; one start, one stop.
+    assert 2 <= car_on.switches <= 4
+    assert (car_on.starts, car_on.stops) == (1, 1)
+    assert on.beyond_as == 0.0 and off.beyond_as == 0.0
+
+
+def test_spring_day_with_a_charger_ignoring_the_switch():
+    tally = _spring(True, ignores=True)
+    car = tally.chargers[0]
+    # Found on its first resume: no further switches, charged like a 3-phase car.
+    assert car.switches == 1
+    assert tally.beyond_as == 0.0
+    assert car.energy_wh == pytest.approx(_spring(False).chargers[0].energy_wh, rel=0.1)

@@ -163,7 +163,7 @@ def test_the_shipped_scenarios_load():
             load_scenario(path)
         except TomlError as exc:  # pragma: no cover - the message is the point
             pytest.fail(str(exc))
-    assert len(list(SCENARIOS.glob("*.toml"))) == 3
+    assert len(list(SCENARIOS.glob("*.toml"))) == 4
 
 
 def test_evening_four_cars_never_overload_the_fuse_beyond_one_reaction():

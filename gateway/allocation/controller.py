@@ -87,8 +87,9 @@ class ChargerState:
 
     @property
     def switch_paused(self) -> bool:
-        """The last command was 0 A for a phase switch (neither a stop nor a start)."""
-        return self.phase is not None and self.phase.paused
+        """The last command paused a charging car for a phase switch: the pause is not
+        a stop, and the resume not a start."""
+        return self.phase is not None and self.phase.paused and self.phase.interrupted
 
 
 _FRESH = ChargerState()

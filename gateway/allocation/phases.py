@@ -44,6 +44,8 @@ class PhaseState:
     since: float = 0.0  # when the present step began
     switched_at: float | None = None  # the last switch or given-up attempt (dwell)
     switches: int = 0
+    # The switch paused a charging car: its resume is not a start, nor the pause a stop.
+    interrupted: bool = False
     # The car kept drawing on lines outside the phase set: switching is off for it
     # until it leaves, and it is counted on the lines it really uses.
     ignored: bool = False
@@ -86,13 +88,15 @@ def decide(
     drawing = sum(draw_a) >= DRAWING_A
     if state.step is Step.PAUSING:
         if not drawing:
-            return _switch(state, state.target, now)
+            return _switch(state, state.target, now, interrupted=True)
         if now - state.since >= PAUSE_LIMIT_S:
-            return replace(state, step=Step.STEADY, target=0, since=now, switched_at=now)
+            return replace(
+            state, step=Step.STEADY, target=0, since=now, switched_at=now, interrupted=False
+        )
         return state
     if state.step is Step.SWITCHED:
         if now - state.since >= SETTLE_S:
-            return replace(state, step=Step.STEADY, since=now)
+            return replace(state, step=Step.STEADY, since=now, interrupted=False)
         return state
     if state.ignored:
         return state
@@ -105,8 +109,8 @@ def decide(
     if state.switched_at is not None and now - state.switched_at < settings.dwell_s:
         return state
     if not drawing:
-        return _switch(state, want, now)
-    return replace(state, step=Step.PAUSING, target=want, since=now)
+        return _switch(state, want, now, interrupted=False)
+    return replace(state, step=Step.PAUSING, target=want, since=now, interrupted=True)
 
 
 def leave(settings: PhaseSettings, state: PhaseState) -> PhaseState:
@@ -114,13 +118,14 @@ def leave(settings: PhaseSettings, state: PhaseState) -> PhaseState:
     return PhaseState(phases=settings.full, switched_at=state.switched_at, switches=state.switches)
 
 
-def _switch(state: PhaseState, phases: int, now: float) -> PhaseState:
+def _switch(state: PhaseState, phases: int, now: float, interrupted: bool) -> PhaseState:
     return PhaseState(
         phases=phases,
         step=Step.SWITCHED,
         since=now,
         switched_at=now,
         switches=state.switches + 1,
+        interrupted=interrupted,
         ignored=state.ignored,
     )
 

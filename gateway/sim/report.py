@@ -34,6 +34,9 @@ def summary(result: Result) -> str:
             f"  {c.id:<12} {c.mode.value:<9} {c.energy_wh / 1000:>7.2f} {pv_share:>8} "
             f"{c.starts:>7} {c.stops:>6} {c.changes_per_h:>10.1f}"
         )
+    switching = [f"{c.id} {c.switches}" for c in tally.chargers if c.switches]
+    if switching:
+        lines.append(f"  1-/3-phase switches: {', '.join(switching)}")
     used = tally.used_pct
     used_text = f"{used:.0f} %" if used is not None else "-"
     lines += [
