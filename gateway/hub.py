@@ -47,7 +47,9 @@ class LiveCharger(ChargerView, Protocol):
 class ChargerPort(Protocol):
     def states(self) -> Mapping[str, LiveCharger]: ...
 
-    def set_limit(self, charger_id: str, amps: float) -> None: ...
+    def set_limit(self, charger_id: str, amps: float, phases: int | None = None) -> None: ...
+
+    def phase_switch_refused(self, charger_id: str) -> bool: ...
 
 
 class SettingsPort(Protocol):
@@ -154,7 +156,9 @@ class Hub:
             self.state, snapshot, now, inputs.grid_age_s, external
         )
         for command in decision.commands:
-            self.chargers.set_limit(command.id, command.limit_a)
+            self.chargers.set_limit(command.id, command.limit_a, command.phases)
+            if command.phases is not None and self.chargers.phase_switch_refused(command.id):
+                self.controller.refuse_phase_switching(command.id)
         self.cycles += 1
         self._log_changes(decision)
         if self._last_summary is None or now - self._last_summary >= self.summary_every_s:

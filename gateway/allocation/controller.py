@@ -189,6 +189,10 @@ class Controller:
     def initial_state(self) -> ControllerState:
         return ControllerState(chargers={})
 
+    def refuse_phase_switching(self, charger_id: str) -> None:
+        """The charger cannot switch (its firmware says so): all its phases from now on."""
+        self.phase_switching.pop(charger_id, None)
+
     def timing(self, charger_id: str) -> Timing:
         return self.timings.get(charger_id, self.settings.timing)
 
@@ -214,7 +218,10 @@ class Controller:
             idle_since = _idle_since(c, plan.state, now)
             plan.set(idle_since=idle_since)
             idle_s = 0.0 if idle_since is None else now - idle_since
-            c = _in_force(c, plan.state.phase, snapshot.site.phases)
+            if c.id in self.phase_switching:
+                c = _in_force(c, plan.state.phase, snapshot.site.phases)
+            elif plan.state.phase is not None:
+                plan.set(phase=None)  # switching refused since: all its phases
             chargers.append(c if c.idle_s == idle_s else replace(c, idle_s=idle_s))
             plans.append(plan)
         external = external_limit if external_limit and external_limit.active(now) else None
@@ -436,7 +443,8 @@ class Controller:
             one_a, full_a = 0.0, got  # the full set carries its minimum: 1 phase is moot
         else:
             one_a, full_a = _probe(snapshot, index, 1), got
-        new = phases.decide(settings, old, one_a, full_a, c.draw_a, now)
+        charging = plan.state.limit_a > 0.0
+        new = phases.decide(settings, old, one_a, full_a, c.draw_a, charging, now)
         plan.set(phase=new)
         if new.ignored and not old.ignored:
             log.warning(

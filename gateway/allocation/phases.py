@@ -10,7 +10,9 @@ phases again once 3 phases would get `HYSTERESIS_A` above the minimum (so surplu
 hovering at the 3-phase minimum does not flip it), and never sooner than `dwell_s`
 after the last switch. A car is never switched under load (IEC 61851: contactors must
 not open under current, and a car may fault on lines vanishing mid-charge): it is paused
-to 0 A, switched once it draws < 1 A, held at 0 A for `SETTLE_S`, then resumed.
+to 0 A, switched once the pause has lasted `PAUSE_S` and it draws < 1 A, held at 0 A
+for `SETTLE_S`, then resumed. The pause comes first even when the car is seen not
+drawing: its draw is known only from its last reading, which may predate a start.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from enum import Enum
 
 # A car drawing less than this in total is taken as not drawing (the allocator's figure).
 DRAWING_A = 1.0
+# A paused car is switched no sooner than this: IEC 61851 gives a car 5 s to follow a
+# lower PWM duty cycle, and the 0 A command takes up to a cycle to reach the charger.
+PAUSE_S = 6.0
 # 3 phases again only once they would carry this much above the minimum.
 HYSTERESIS_A = 1.0
 # After the switch, 0 A this long before resuming: the charger's contactors and the
@@ -44,7 +49,7 @@ class PhaseState:
     since: float = 0.0  # when the present step began
     switched_at: float | None = None  # the last switch or given-up attempt (dwell)
     switches: int = 0
-    # The switch paused a charging car: its resume is not a start, nor the pause a stop.
+    # The pause interrupted a charging command: its resume is not a start.
     interrupted: bool = False
     # The car kept drawing on lines outside the phase set: switching is off for it
     # until it leaves, and it is counted on the lines it really uses.
@@ -81,15 +86,18 @@ def decide(
     one_a: float,
     full_a: float,
     draw_a: tuple[float, ...],
+    charging: bool,
     now: float,
 ) -> PhaseState:
     """The phase state for this cycle, from what 1 and the full phase set would get
-    (`one_a`, `full_a`) and the car's measured draw per charger line."""
+    (`one_a`, `full_a`), the car's measured draw per charger line, and whether its last
+    command let it charge (`charging`)."""
     drawing = sum(draw_a) >= DRAWING_A
     if state.step is Step.PAUSING:
-        if not drawing:
-            return _switch(state, state.target, now, interrupted=True)
-        if now - state.since >= PAUSE_LIMIT_S:
+        paused_s = now - state.since
+        if not drawing and paused_s >= PAUSE_S:
+            return _switch(state, state.target, now)
+        if paused_s >= PAUSE_LIMIT_S:
             return replace(
             state, step=Step.STEADY, target=0, since=now, switched_at=now, interrupted=False
         )
@@ -108,9 +116,7 @@ def decide(
         return state
     if state.switched_at is not None and now - state.switched_at < settings.dwell_s:
         return state
-    if not drawing:
-        return _switch(state, want, now, interrupted=False)
-    return replace(state, step=Step.PAUSING, target=want, since=now, interrupted=True)
+    return replace(state, step=Step.PAUSING, target=want, since=now, interrupted=charging)
 
 
 def leave(settings: PhaseSettings, state: PhaseState) -> PhaseState:
@@ -118,14 +124,14 @@ def leave(settings: PhaseSettings, state: PhaseState) -> PhaseState:
     return PhaseState(phases=settings.full, switched_at=state.switched_at, switches=state.switches)
 
 
-def _switch(state: PhaseState, phases: int, now: float, interrupted: bool) -> PhaseState:
+def _switch(state: PhaseState, phases: int, now: float) -> PhaseState:
     return PhaseState(
         phases=phases,
         step=Step.SWITCHED,
         since=now,
         switched_at=now,
         switches=state.switches + 1,
-        interrupted=interrupted,
+        interrupted=state.interrupted,
         ignored=state.ignored,
     )
 
