@@ -236,6 +236,8 @@ class Hub:
             view = live.get(c.id)
             alloc = allocation.by_id.get(c.id) if allocation is not None else None
             command = commands.get(c.id)
+            held = self.state.chargers.get(c.id)
+            phase = held.phase if held is not None and command and command.phases else None
             power = view.power_w if view is not None and view.power_w is not None else None
             if power is None:
                 power = sum(c.draw_a) * volts
@@ -255,6 +257,8 @@ class Hub:
                     session_wh=view.session_wh if view is not None else None,
                     min_a=c.min_a,
                     max_a=c.max_a,
+                    phase_set=None if phase is None else phase.phases,
+                    phase_switches=None if phase is None else phase.switches,
                 )
             )
         household = allocation.site.household_a if allocation is not None else None

@@ -13,7 +13,8 @@ import logging
 
 from gateway.allocation.phases import PhaseState
 from gateway.sim.chargepoint import SimChargePoint
-from tests.test_e2e import BREAKER_A, per_phase_w, run, running
+from tests.test_e2e import BREAKER_A, per_phase_w, read_registers, run, running
+from tests.test_export_cli import status
 from tests.waiting import until
 
 # Both chargers switch; 3 s between switches so that a test sees down and up again.
@@ -50,6 +51,12 @@ def test_both_protocols_switch_to_one_phase_and_back_never_under_load(tmp_path):
             )
             for point in points.values():
                 assert 1 in _received_phases(point)  # told numberPhases = 1
+            # Published: phase set 1, one switch (registers 44-46 of each charger block).
+            port = site.gateway.export.port
+            for slot in (0, 1):
+                assert await read_registers(port, 1000 + 100 * slot + 44, 3) == [1, 0, 1]
+            code, out, _ = await status(port)
+            assert code == 0 and out.count(" 1p x1 ") == 2, out
             assert any(c.reason.code == 30 for r in site.reports for c in r.decision.commands)
             # Phase A carries both cars, B and C only the house (the load step was over
             # the breaker on B and C only until the cars paused).

@@ -21,11 +21,14 @@ from gateway.allocation.phases import PhaseSettings
 from gateway.allocation.timing import ControlSettings, Timing
 from gateway.config import load_config
 from gateway.model import Charger, Inverter, Measurements, Mode, Reason, Site, Snapshot
+from gateway.ocpp.profiles import base_layer, dynamic_layer, profile_16, profile_201
+from gateway.sim.chargepoint import SimChargePoint, read_profile
 from gateway.sim.ev import EV
 from gateway.sim.scenario import load_scenario
 from gateway.sim.simulation import simulate
 
 VOLTS = 230.0
+NOW = 1_800_000_000.0
 HOUSE_W = 300.0
 # An inverter that can put its output on any phase: only then is 3-phase export surplus
 # for a 1-phase car (with a symmetric one, 1 phase gets a third of it: docs/controller.md).
@@ -186,3 +189,25 @@ def test_spring_day_with_a_charger_ignoring_the_switch():
     assert car.switches == 1
     assert tally.beyond_as == 0.0
     assert car.energy_wh == pytest.approx(_spring(False).chargers[0].energy_wh, rel=0.1)
+
+
+# -- what the charger is sent (gateway/ocpp/profiles.py) ---------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_number_phases_in_every_period_and_phase_to_use_on_one_phase(version):
+    build = profile_16 if version == "1.6" else profile_201
+    base = base_layer(6, "A", 0.1, 230)
+    for phases in (1, 3):
+        payload = build(dynamic_layer(10, "A", 3, NOW, 60, base, phases=phases), "absolute", NOW)
+        schedule = payload["charging_schedule"]
+        periods = (schedule[0] if version == "2.0.1" else schedule)["charging_schedule_period"]
+        # The failsafe tail keeps the phase set: a gateway gone quiet switches nothing.
+        assert [p["number_phases"] for p in periods] == [phases, phases]
+        to_use = [p.get("phase_to_use") for p in periods]
+        assert to_use == ([1, 1] if version == "2.0.1" and phases == 1 else [None, None])
+        point = SimChargePoint("X", "ws://127.0.0.1:1/X", version=version, clock=lambda: NOW)
+        assert point.install(read_profile(payload, 1, version, NOW)) == "Accepted"
+        assert point.effective_phases(NOW) == phases
+    plain = build(dynamic_layer(10, "A", 3, NOW, 60, base), "absolute", NOW)
+    assert "number_phases" not in str(plain)  # chargers that do not switch: as before

@@ -32,6 +32,8 @@ class ChargerState:
     session_wh: float | None = None
     min_a: float = NAN
     max_a: float = NAN
+    phase_set: int | None = None  # phase_switching chargers: the phase set in force
+    phase_switches: int | None = None
 
     @property
     def status_code(self) -> int:
