@@ -46,6 +46,8 @@ def charger(i: int, **kw: Any) -> ChargerState:
         session_wh=12345 + i,
         min_a=6.0,
         max_a=16.0,
+        control_state=1,
+        assumed_a=4.0 + i,  # a codec check: published whatever the state says
     )
     values.update(kw)
     return ChargerState(**values)
@@ -130,7 +132,7 @@ def same(a: Any, b: Any) -> bool:
 SITE_EXPECTED = {
     "marker": "EVGW",
     "map_version_major": 1,
-    "map_version_minor": 1,
+    "map_version_minor": 2,
     "charger_count": 3,
     "charger_base": 1000,
     "charger_stride": 100,
@@ -197,6 +199,8 @@ def charger_expected(i: int) -> dict[str, Any]:
         "session_energy": 12345 + i,
         "min_current": 6.0,
         "max_current": 16.0,
+        "control_state": 1,
+        "assumed_current": 4.0 + i,
         "max_current_override": None,
         "enable_override": None,
         "mode_override": None,
