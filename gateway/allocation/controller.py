@@ -24,11 +24,10 @@ from functools import lru_cache
 from typing import Any
 
 from gateway.allocation import phases
-from gateway.allocation.allocator import DRAWING_A, allocate, wired_lines
+from gateway.allocation.allocator import DRAWING_A, allocate
 from gateway.allocation.guard import FOLLOW_S, guard
 from gateway.allocation.phases import PhaseSettings, PhaseState
 from gateway.allocation.timing import ControlSettings, Timing
-from gateway.inputs import undeclared_lines
 from gateway.model import (
     ACTIVE_STATUSES,
     PHASE_NAMES,
@@ -219,7 +218,7 @@ class Controller:
             plan.set(idle_since=idle_since)
             idle_s = 0.0 if idle_since is None else now - idle_since
             if c.id in self.phase_switching:
-                c = _in_force(c, plan.state.phase, snapshot.site.phases)
+                c = phases.in_force(c, plan.state.phase, snapshot.site.phases)
             elif plan.state.phase is not None:
                 plan.set(phase=None)  # switching refused since: all its phases
             chargers.append(c if c.idle_s == idle_s else replace(c, idle_s=idle_s))
@@ -434,17 +433,8 @@ class Controller:
             if c.status not in ACTIVE_STATUSES:
                 plan.set(phase=phases.leave(settings, old))
             return
-        got = a.allocated_a
-        if old.paused or old.ignored:
-            one_a = full_a = 0.0  # not looked at in these steps: no probe
-        elif c.phases == 1:
-            one_a, full_a = got, _probe(snapshot, index, settings.full)
-        elif got >= settings.min_a:
-            one_a, full_a = 0.0, got  # the full set carries its minimum: 1 phase is moot
-        else:
-            one_a, full_a = _probe(snapshot, index, 1), got
         charging = plan.state.limit_a > 0.0
-        new = phases.decide(settings, old, one_a, full_a, c.draw_a, charging, now)
+        new = phases.observe(settings, old, snapshot, index, a.allocated_a, charging, now)
         plan.set(phase=new)
         if new.ignored and not old.ignored:
             log.warning(
@@ -489,30 +479,6 @@ class Controller:
                 p.reason = Reason.BREAKER_LIMIT if granted > 0.0 else Reason.NO_CAPACITY
                 p.detail = f"{c.mode.value}: breaker cannot carry {p.limit:g} A"
                 p.limit = granted
-
-
-def _in_force(c: Charger, phase: PhaseState | None, site_phases: int) -> Charger:
-    """The charger on the phase set in force, widened to the lines it really draws on."""
-    if phase is None or phase.phases == c.phases:
-        return c
-    return undeclared_lines(replace(c, phases=phase.phases), c.draw_a, site_phases)
-
-
-def _probe(snapshot: Snapshot, index: int, phases: int) -> float:
-    """What charger `index` would be allocated on `phases` lines. Its draw is taken out
-    of the grid reading and the charger alike, so the household stays as measured."""
-    c = snapshot.chargers[index]
-    grid = list(snapshot.measurements.grid_current_a)
-    for k in range(wired_lines(c, snapshot.site.phases)):
-        grid[PHASE_NAMES.index(c.phase_map[k])] -= c.draw_a[k]
-    chargers = list(snapshot.chargers)
-    chargers[index] = replace(c, phases=phases, draw_a=(0.0, 0.0, 0.0))
-    probe = replace(
-        snapshot,
-        measurements=replace(snapshot.measurements, grid_current_a=tuple(grid)),
-        chargers=tuple(chargers),
-    )
-    return allocate(probe).by_id[c.id].allocated_a
 
 
 def _guard(snapshot: Snapshot, chargers: list[Charger], plans: list[_Plan], now: float) -> str:

@@ -1,9 +1,9 @@
 """1-phase/3-phase switching for one charger (issue #15): which phase set, and when.
 
-Pure: state in, state out, `now` passed in. The controller calls `decide` once per
+Pure: state in, state out, `now` passed in. The controller calls `observe` once per
 cycle for each charger with `phase_switching = true`, after the allocator has answered,
-and uses `PhaseState.phases` as the charger's `phases` in the next allocation (so the
-breaker and circuit accounting follows the phase set in force at once).
+and gives the charger `in_force` (the phase set, widened to the lines it really draws
+on) in the next allocation, so the breaker and circuit accounting follows at once.
 
 The rule: 1 phase when 3 phases cannot carry the charger's minimum but 1 phase can; 3
 phases again once 3 phases would get `HYSTERESIS_A` above the minimum (so surplus
@@ -19,6 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import Enum
+
+from gateway.allocation.allocator import allocate, wired_lines
+from gateway.inputs import undeclared_lines
+from gateway.model import PHASE_NAMES, Charger, Snapshot
 
 # A car drawing less than this in total is taken as not drawing (the allocator's figure).
 DRAWING_A = 1.0
@@ -99,8 +103,8 @@ def decide(
             return _switch(state, state.target, now)
         if paused_s >= PAUSE_LIMIT_S:
             return replace(
-            state, step=Step.STEADY, target=0, since=now, switched_at=now, interrupted=False
-        )
+                state, step=Step.STEADY, target=0, since=now, switched_at=now, interrupted=False
+            )
         return state
     if state.step is Step.SWITCHED:
         if now - state.since >= SETTLE_S:
@@ -117,6 +121,54 @@ def decide(
     if state.switched_at is not None and now - state.switched_at < settings.dwell_s:
         return state
     return replace(state, step=Step.PAUSING, target=want, since=now, interrupted=charging)
+
+
+def observe(
+    settings: PhaseSettings,
+    state: PhaseState,
+    snapshot: Snapshot,
+    index: int,
+    allocated_a: float,
+    charging: bool,
+    now: float,
+) -> PhaseState:
+    """`decide` for charger `index` of the cycle's snapshot (on the phase set in force),
+    allocated `allocated_a` there: what the other phase set would get comes from a second
+    allocation, made only when it can change the answer."""
+    c = snapshot.chargers[index]
+    if state.paused or state.ignored:
+        one_a = full_a = 0.0  # not looked at in these steps: no probe
+    elif c.phases == 1:
+        one_a, full_a = allocated_a, probe(snapshot, index, settings.full)
+    elif allocated_a >= settings.min_a:
+        one_a, full_a = 0.0, allocated_a  # the full set carries its minimum: 1 phase is moot
+    else:
+        one_a, full_a = probe(snapshot, index, 1), allocated_a
+    return decide(settings, state, one_a, full_a, c.draw_a, charging, now)
+
+
+def in_force(c: Charger, phase: PhaseState | None, site_phases: int) -> Charger:
+    """The charger on the phase set in force, widened to the lines it really draws on."""
+    if phase is None or phase.phases == c.phases:
+        return c
+    return undeclared_lines(replace(c, phases=phase.phases), c.draw_a, site_phases)
+
+
+def probe(snapshot: Snapshot, index: int, phases: int) -> float:
+    """What charger `index` would be allocated on `phases` lines. Its draw is taken out
+    of the grid reading and the charger alike, so the household stays as measured."""
+    c = snapshot.chargers[index]
+    grid = list(snapshot.measurements.grid_current_a)
+    for k in range(wired_lines(c, snapshot.site.phases)):
+        grid[PHASE_NAMES.index(c.phase_map[k])] -= c.draw_a[k]
+    chargers = list(snapshot.chargers)
+    chargers[index] = replace(c, phases=phases, draw_a=(0.0, 0.0, 0.0))
+    probe = replace(
+        snapshot,
+        measurements=replace(snapshot.measurements, grid_current_a=tuple(grid)),
+        chargers=tuple(chargers),
+    )
+    return allocate(probe).by_id[c.id].allocated_a
 
 
 def leave(settings: PhaseSettings, state: PhaseState) -> PhaseState:
