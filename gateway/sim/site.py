@@ -208,6 +208,8 @@ class Premises:
         n = self.site.phases
         row = self.household.at(now)
         base = row if len(row) == n else (sum(row) / n,) * n
+        if not any(self.extra_w):
+            return base
         return tuple(b + e for b, e in zip(base, self.extra_w, strict=True))
 
     def read(self, now: float, ev_a: Sequence[float]) -> Reading:
