@@ -41,6 +41,8 @@ class ChargerConfig:
     ocpp: ChargerOcpp = field(default_factory=ChargerOcpp)
     # The controller's timing for this charger: `[control]` with this entry's overrides.
     timing: Timing = field(default_factory=Timing)
+    # 1-phase/3-phase switching by the controller (`gateway/allocation/phases.py`).
+    phase_switching: bool = False
 
     @property
     def id(self) -> str:
@@ -68,11 +70,15 @@ def read_charger_config(t: Table, site: Site, control: ControlSettings) -> Charg
     failsafe = t.number("failsafe_a", charger.min_a, lo=0, hi=charger.max_a)
     if 0 < failsafe < charger.min_a:
         raise SchemaError(t.at("failsafe_a"), f"must be 0 or >= min_a ({charger.min_a:g})")
+    switching = t.boolean("phase_switching", False)
+    if switching and min(charger.phases, site.phases, len(charger.phase_map)) != 3:
+        raise SchemaError(t.at("phase_switching"), "needs a 3-phase charger on a 3-phase site")
     return ChargerConfig(
         charger=charger,
         failsafe_a=failsafe,
         ocpp=read_charger_ocpp(t),
         timing=read_timing(t, control.timing),
+        phase_switching=switching,
     )
 
 

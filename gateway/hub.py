@@ -59,7 +59,9 @@ class LiveCharger(ChargerView, Protocol):
 class ChargerPort(Protocol):
     def states(self) -> Mapping[str, LiveCharger]: ...
 
-    def set_limit(self, charger_id: str, amps: float) -> None: ...
+    def set_limit(self, charger_id: str, amps: float, phases: int | None = None) -> None: ...
+
+    def phase_switch_refused(self, charger_id: str) -> bool: ...
 
 
 class BatteryHoldPort(Protocol):
@@ -187,7 +189,9 @@ class Hub:
             self.state, snapshot, now, inputs.grid_age_s, external
         )
         for command in decision.commands:
-            self.chargers.set_limit(command.id, command.limit_a)
+            self.chargers.set_limit(command.id, command.limit_a, command.phases)
+            if command.phases is not None and self.chargers.phase_switch_refused(command.id):
+                self.controller.refuse_phase_switching(command.id)
         if self.holds:
             self._hold_battery(snapshot, inputs, decision, now)
         self.cycles += 1
@@ -315,6 +319,8 @@ class Hub:
             control, assumed = control_state(view, now)
             alloc = allocation.by_id.get(c.id) if allocation is not None else None
             command = commands.get(c.id)
+            held = self.state.chargers.get(c.id)
+            phase = held.phase if held is not None and command and command.phases else None
             power = view.power_w if view is not None and view.power_w is not None else None
             if power is None:
                 power = sum(c.draw_a) * volts
@@ -336,6 +342,8 @@ class Hub:
                     max_a=c.max_a,
                     control_state=control,
                     assumed_a=assumed,
+                    phase_set=None if phase is None else phase.phases,
+                    phase_switches=None if phase is None else phase.switches,
                 )
             )
         household = allocation.site.household_a if allocation is not None else None

@@ -92,6 +92,7 @@ class Reason(Enum):
     RAMPING = (25, "ramping up")
     EXTERNAL_LIMIT = (26, "external site limit")
     GUARD_CUT = (27, "cut: measured grid current over the limit")
+    PHASE_SWITCH = (30, "pausing to switch phases")
 
 
 @dataclass(frozen=True, slots=True)

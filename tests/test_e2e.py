@@ -77,6 +77,7 @@ mode = "{mode}"
 max_a = 16
 failsafe_a = 8
 priority = 1
+{charger_keys}
 
 [[chargers]]
 id = "c2"
@@ -85,6 +86,7 @@ max_a = 16
 failsafe_a = 8
 priority = 2
 protocol = "2.0.1"
+{charger_keys}
 
 [export]
 host = "127.0.0.1"
@@ -131,6 +133,7 @@ def write_config(path: Path, **values: Any) -> Path:
     # chargers' MeterValues lag the grid meter.
     defaults = {"distribution": "priority", "mode": "standard", "grid_port": 1, "ramp": 0.5}
     defaults |= {"ocpp_port": 9000, "export_port": 1502, "writes": "false", "extra": ""}
+    defaults["charger_keys"] = ""  # keys added to every [[chargers]] entry
     defaults["state_dir"] = path.parent / "state"
     path.write_text(CONFIG.format(**(defaults | values)))
     return path

@@ -90,8 +90,8 @@ def test_status_prints_site_and_chargers_of_a_running_gateway() -> None:
         rows = [line.split() for line in lines if "wallbox-" in line]
         assert [r[1] for r in rows] == ["wallbox-0", "wallbox-1", "wallbox-2"]
         # Rounded as a display reads (10.25 A -> 10.2, 5601 W whole).
-        assert rows[1][:8] == ["1", "wallbox-1", "yes", "Charging", "3", "solar", "9.5", "10.2"]
-        assert rows[1][11] == "5601"
+        assert rows[1][:8] == ["1", "wallbox-1", "yes", "Charging", "3", "-", "solar", "9.5"]
+        assert rows[1][12] == "5601"
         assert "paused" in rows[1] and "paused" not in rows[0]
         assert " ".join(rows[0][-2:]) == "solar surplus"
 

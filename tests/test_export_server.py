@@ -210,6 +210,8 @@ def charger_expected(i: int) -> dict[str, Any]:
         "max_current_override": None,
         "enable_override": None,
         "mode_override": None,
+        "phase_set": None,  # not a phase switching charger
+        "phase_switches": None,
     }
 
 

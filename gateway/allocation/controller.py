@@ -24,9 +24,11 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
+from gateway.allocation import phases
 from gateway.allocation.allocator import DRAWING_A, allocate, wired_lines
 from gateway.allocation.battery import allowance_w, discharge_to_cars_w
 from gateway.allocation.guard import FOLLOW_S, guard
+from gateway.allocation.phases import PhaseSettings, PhaseState
 from gateway.allocation.timing import ControlSettings, Timing
 from gateway.model import (
     ACTIVE_STATUSES,
@@ -71,6 +73,7 @@ class Command:
     reason: Reason
     detail: str  # short text for status and registers, e.g. "solar: waiting 42 s to start"
     failsafe: bool = False
+    phases: int | None = None  # the phase set to send (None: the charger does not switch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,13 @@ class ChargerState:
     following: bool = False  # eco: following surplus above its minimum
     starts: int = 0
     stops: int = 0
+    phase: PhaseState | None = None  # phase switching chargers only (kept across sessions)
+
+    @property
+    def switch_paused(self) -> bool:
+        """The last command paused a charging car for a phase switch: the pause is not
+        a stop, and the resume not a start."""
+        return self.phase is not None and self.phase.paused and self.phase.interrupted
 
 
 _FRESH = ChargerState()
@@ -93,7 +103,7 @@ _FRESH = ChargerState()
 _SESSION_DEFAULTS = tuple(
     (f.name, getattr(_FRESH, f.name))
     for f in fields(ChargerState)
-    if f.name not in ("starts", "stops")
+    if f.name not in ("starts", "stops", "phase")
 )
 
 
@@ -157,26 +167,37 @@ class Controller:
         settings: ControlSettings,
         timings: Mapping[str, Timing] | None = None,
         failsafe_a: Mapping[str, float] | None = None,
+        phase_switching: Mapping[str, PhaseSettings] | None = None,
     ) -> None:
-        """`timings` and `failsafe_a` by charger id; absent ids use the site timing and
-        the charger's minimum."""
+        """`timings`, `failsafe_a` and `phase_switching` by charger id; absent ids use
+        the site timing and the charger's minimum, and do not switch phases."""
         self.settings = settings
         self.timings = dict(timings or {})
         self.failsafe_a = dict(failsafe_a or {})
+        self.phase_switching = dict(phase_switching or {})
 
     @classmethod
     def for_chargers(cls, settings: ControlSettings, chargers: Iterable[Any]) -> Controller:
         """From the config's (or a scenario's) `ChargerConfig` entries: each has `id`,
-        `timing` and `failsafe_a`."""
+        `charger`, `timing`, `failsafe_a` and `phase_switching`."""
         chargers = list(chargers)
         return cls(
             settings,
             timings={c.id: c.timing for c in chargers},
             failsafe_a={c.id: c.failsafe_a for c in chargers},
+            phase_switching={
+                c.id: PhaseSettings(c.charger.phases, c.charger.min_a, c.timing.phase_dwell_s)
+                for c in chargers
+                if c.phase_switching
+            },
         )
 
     def initial_state(self) -> ControllerState:
         return ControllerState(chargers={})
+
+    def refuse_phase_switching(self, charger_id: str) -> None:
+        """The charger cannot switch (its firmware says so): all its phases from now on."""
+        self.phase_switching.pop(charger_id, None)
 
     def timing(self, charger_id: str) -> Timing:
         return self.timings.get(charger_id, self.settings.timing)
@@ -203,6 +224,10 @@ class Controller:
             idle_since = _idle_since(c, plan.state, now)
             plan.set(idle_since=idle_since)
             idle_s = 0.0 if idle_since is None else now - idle_since
+            if c.id in self.phase_switching:
+                c = phases.in_force(c, plan.state.phase, snapshot.site.phases)
+            elif plan.state.phase is not None:
+                plan.set(phase=None)  # switching refused since: all its phases
             chargers.append(c if c.idle_s == idle_s else replace(c, idle_s=idle_s))
             plans.append(plan)
         external = external_limit if external_limit and external_limit.active(now) else None
@@ -221,6 +246,9 @@ class Controller:
         balance = _balance(adjusted)
         for c, plan in zip(chargers, plans, strict=True):
             self._plan(plan, c, allocation.by_id[c.id], balance, now, state.last_now)
+        for i, (c, plan) in enumerate(zip(chargers, plans, strict=True)):
+            if c.id in self.phase_switching:
+                self._switch_phases(plan, i, adjusted, allocation, now)
         self._check_holds(adjusted, allocation, plans)
         over = _guard(adjusted, chargers, plans, now)
         if bool(over) != state.guarding:  # one line per episode, not per cycle
@@ -251,7 +279,9 @@ class Controller:
             reason, detail = plan.reason, plan.detail
             if external is not None and reason in (Reason.BREAKER_LIMIT, Reason.NO_CAPACITY):
                 reason, detail = Reason.EXTERNAL_LIMIT, _external_text(external, now)
-            commands.append(Command(charger.id, plan.limit, reason, detail, failsafe))
+            phase = plan.get("phase")
+            sent = None if phase is None else phase.phases
+            commands.append(Command(charger.id, plan.limit, reason, detail, failsafe, sent))
         limited = external is not None
         _log_transitions(state, failsafe, limited, len(chargers), external, now)
         new_state = replace(
@@ -317,7 +347,7 @@ class Controller:
 
         Neither holds a car's minimum on the battery (beyond the owner's assist), and an
         Excess hold never imports: a hold that would is a stop."""
-        on = plan.state.limit_a > 0.0
+        on = plan.state.limit_a > 0.0 or plan.state.switch_paused
         mode = c.mode.value
         carried = plan.limit > 0.0  # the allocator gives 0 or at least the minimum
         if c.mode is Mode.EXCESS and (carried or balance.refreshes(c)):
@@ -407,6 +437,39 @@ class Controller:
         if plan.limit < want:
             plan.reason = Reason.RAMPING
             plan.detail = f"ramping up to {want:g} A"
+
+    # -- phase switching ------------------------------------------------------------------
+
+    def _switch_phases(
+        self, plan: _Plan, index: int, snapshot: Snapshot, allocation: Allocation, now: float
+    ) -> None:
+        """Decide the charger's phase set (`phases.py`) from what it gets on the set in
+        force and what it would get on the other; 0 A while pausing for a switch."""
+        c = snapshot.chargers[index]
+        settings = self.phase_switching[c.id]
+        old = plan.state.phase or phases.initial(settings)
+        a = allocation.by_id[c.id]
+        if c.status not in ACTIVE_STATUSES or a.reason is Reason.RELEASED:
+            if c.status not in ACTIVE_STATUSES:
+                plan.set(phase=phases.leave(settings, old))
+            return
+        charging = plan.state.limit_a > 0.0
+        new = phases.observe(settings, old, snapshot, index, a.allocated_a, charging, now)
+        plan.set(phase=new)
+        if new.ignored and not old.ignored:
+            log.warning(
+                "charger %s: told %d phase(s) but draws on %s A: it ignores phase switching;"
+                " counted on the lines it uses, switching off until the car leaves",
+                c.id,
+                old.phases,
+                "/".join(f"{x:.1f}" for x in c.draw_a),
+            )
+        elif new.switches != old.switches:
+            log.info("charger %s: switched to %d phase(s)", c.id, new.phases)
+        elif old.step is phases.Step.PAUSING and new.step is phases.Step.STEADY:
+            log.warning("charger %s: still drawing, phase switch given up", c.id)
+        if new.paused:
+            plan.limit, plan.reason, plan.detail = 0.0, Reason.PHASE_SWITCH, phases.detail(new)
 
     # -- holds ------------------------------------------------------------------------
 
@@ -605,6 +668,9 @@ def _reset(plan: _Plan) -> None:
     plan.changes = {name: fresh for name, fresh in _SESSION_DEFAULTS if getattr(s, name) != fresh}
 
 
+_UNCOUNTED = (Reason.RELEASED, Reason.NOT_ACTIVE, Reason.PHASE_SWITCH)
+
+
 def _count(plan: _Plan, now: float) -> None:
     """Note the command sent: count starts and stops (not of a released car), and the
     stop time."""
@@ -612,8 +678,8 @@ def _count(plan: _Plan, now: float) -> None:
     plan.set(limit_a=limit)
     if limit < last:
         plan.set(lowered_at=now)
-    if plan.reason is Reason.RELEASED or plan.reason is Reason.NOT_ACTIVE:
-        return
+    if plan.reason in _UNCOUNTED or plan.state.switch_paused:
+        return  # a pause for a phase switch, and the resume after it, are not stops/starts
     if limit > 0.0 and last <= 0.0:
         plan.set(starts=plan.state.starts + 1, short_since=None)
     elif limit <= 0.0 < last:

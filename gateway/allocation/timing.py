@@ -21,6 +21,7 @@ class Timing:
     stop_delay_s: float = 180.0
     min_pause_s: float = 180.0
     excess_hold_s: float = 900.0
+    phase_dwell_s: float = 300.0  # between 1-/3-phase switches (`phase_switching` chargers)
 
 
 # key -> (lowest, highest) accepted value
@@ -31,6 +32,7 @@ _TIMING_RANGES: dict[str, tuple[float, float]] = {
     "stop_delay_s": (0.0, 86400.0),
     "min_pause_s": (0.0, 86400.0),
     "excess_hold_s": (0.0, 86400.0),
+    "phase_dwell_s": (0.0, 86400.0),
 }
 
 

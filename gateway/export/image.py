@@ -84,6 +84,8 @@ def charger_values(slot: int, c: ChargerState) -> dict[str, Any]:
         "max_current": c.max_a,
         "control_state": c.control_state,
         "assumed_current": c.assumed_a,
+        "phase_set": c.phase_set,
+        "phase_switches": c.phase_switches,
     }
 
 

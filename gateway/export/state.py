@@ -34,6 +34,8 @@ class ChargerState:
     max_a: float = NAN
     control_state: int = 0  # gateway.inputs.ControlState
     assumed_a: float = NAN  # counted for it while out of control (NaN: its draw is measured)
+    phase_set: int | None = None  # phase_switching chargers: the phase set in force
+    phase_switches: int | None = None
 
     @property
     def status_code(self) -> int:

@@ -178,15 +178,22 @@ def _hold(s: dict[str, Any]) -> str:
     )
 
 
+def _switching(phase_set: int | None, switches: int | None) -> str:
+    """1-/3-phase switching: the phase set in force and the switch count ("1p x3")."""
+    if phase_set is None:
+        return "-"
+    return f"{phase_set}p x{switches or 0}"
+
+
 def _charger_lines(chargers: list[dict[str, Any]]) -> list[str]:
     from gateway.model import STATUSES, Mode, Reason
 
     modes = {m.code: m.value for m in Mode}
     reasons = {r.code: r.text for r in Reason}
-    columns = ("#", "id", "online", "status", "ph", "mode", "alloc A", "target A")
+    columns = ("#", "id", "online", "status", "ph", "switch", "mode", "alloc A", "target A")
     # The charger's own lines, not site phases: its phase_map says where each is wired.
     columns += ("line1 A", "line2 A", "line3 A", "power W", "session Wh", "override", "reason")
-    widths = (3, 16, 6, 13, 2, 8, 7, 8, 7, 7, 7, 8, 10, 14, 0)
+    widths = (3, 16, 6, 13, 2, 6, 8, 7, 8, 7, 7, 7, 8, 10, 14, 0)
     lines = [
         "",
         "chargers: none configured"
@@ -215,6 +222,7 @@ def _charger_lines(chargers: list[dict[str, Any]]) -> list[str]:
                     {1: "yes", 0: "no"}.get(ch["online"], "-"),
                     STATUSES[status - 1] if 0 < status <= len(STATUSES) else "unknown",
                     fmt(ch["phases"]),
+                    _switching(ch["phase_set"], ch["phase_switches"]),
                     modes.get(ch["mode"], "-"),
                     fmt(ch["allocated_current"]),
                     fmt(ch["target_current"]),

@@ -18,6 +18,7 @@ from ocpp.exceptions import OCPPError
 from websockets.exceptions import ConnectionClosed
 
 from gateway.model import ACTIVE_STATUSES
+from gateway.ocpp import phaseswitch
 from gateway.ocpp.config import ChargerOcpp, OcppConfig
 from gateway.ocpp.profiles import (
     DYNAMIC_ID,
@@ -46,6 +47,7 @@ class Target:
     phases: int
     voltage_v: float
     ocpp: ChargerOcpp
+    phase_switching: bool = False
 
 
 class Control:
@@ -123,6 +125,8 @@ class Control:
         self.boots_seen = self.live.boots
         caps = await self._try("reading capabilities", self.session.read_capabilities())
         self._choose(caps or Capabilities())
+        if self.target.phase_switching:
+            self.live.phase_switch = await phaseswitch.read_support(self.target.id, self.session)
         if not await self._try(
             "meter setup", self.session.configure_meter(self.cfg.meter_interval_s)
         ):
@@ -183,8 +187,9 @@ class Control:
         amps = self.wanted(now)
         if amps is None or not self.live.state_known:
             return  # the hub's limit may rest on a state we have not heard yet
-        phases = self.live.active_phases or self.target.phases
-        key = (amps, phases if self.unit == "W" else 0)
+        switch = phaseswitch.phases_to_send(self.live)
+        phases = switch or self.live.active_phases or self.target.phases
+        key = (amps, phases if self.unit == "W" or switch else 0)
         if not force and key == self.sent_key and now < self.sent_at + self.cfg.refresh_s:
             return
         volts = self.live.voltage_v or self.target.voltage_v
@@ -194,7 +199,7 @@ class Control:
         elapsed = None if in_session is None else time.monotonic() - in_session
         origin = schedule_origin_s(kind, elapsed)
         layer = dynamic_layer(
-            limit, self.unit, self.stack, now, self.cfg.validity_s, self.base, origin
+            limit, self.unit, self.stack, now, self.cfg.validity_s, self.base, origin, switch
         )
         status = await self._send(layer, "limit")
         if status == "Rejected" and self._fall_back():

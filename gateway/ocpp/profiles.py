@@ -12,6 +12,11 @@ Two layers, both TxDefaultProfile on the configured connector / EVSE:
   the schedule; a gateway that stops refreshing leaves the charger at the failsafe current.
 Chargers that only take stack level 0 get the same one profile without `valid_to` (it
 would end the failsafe too): the final period is their fallback.
+
+A charger that switches phases (`phase_switching`) gets `numberPhases` in every period
+of the dynamic layer, the failsafe period included: a gateway that goes quiet must not
+make the charger switch under load. In 2.0.1 a 1-phase period also names
+`phaseToUse` = 1 (L1), the line the allocator counts a 1-phase car on.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Layer:
     valid_to: float | None = None
     # (seconds after the schedule start, limit) appended after the first period.
     tail: tuple[float, float] | None = None
+    phases: int | None = None  # numberPhases in each period (None: not sent)
 
 
 def wire_limit(amps: float, unit: str, step_a: float, volts: float, phases: int) -> float:
@@ -86,23 +92,30 @@ def dynamic_layer(
     validity_s: float,
     base: Layer,
     origin_s: float = START_BACKDATE_S,
+    phases: int | None = None,
 ) -> Layer:
     """The allocated limit until `validity_s` from now, then the failsafe (see module doc)."""
     tail = (math.ceil(origin_s + validity_s), base.limit)
     # At the base's stack level this profile replaces the base: no valid_to then.
     valid_to = now + validity_s if stack_level > base.stack_level else None
-    return Layer(DYNAMIC_ID, stack_level, limit, unit, valid_to=valid_to, tail=tail)
+    return Layer(DYNAMIC_ID, stack_level, limit, unit, valid_to=valid_to, tail=tail, phases=phases)
 
 
-def _periods(layer: Layer) -> list[dict]:
+def _periods(layer: Layer, version: str) -> list[dict]:
     periods = [{"start_period": 0, "limit": layer.limit}]
     if layer.tail is not None:
         periods.append({"start_period": int(layer.tail[0]), "limit": layer.tail[1]})
+    if layer.phases is not None:
+        for period in periods:
+            period["number_phases"] = layer.phases
+            if version == "2.0.1" and layer.phases == 1:
+                period["phase_to_use"] = 1
     return periods
 
 
-def _schedule(layer: Layer, kind: str, now: float) -> dict:
-    schedule: dict = {"charging_rate_unit": layer.unit, "charging_schedule_period": _periods(layer)}
+def _schedule(layer: Layer, kind: str, now: float, version: str) -> dict:
+    periods = _periods(layer, version)
+    schedule: dict = {"charging_rate_unit": layer.unit, "charging_schedule_period": periods}
     if kind == "absolute":
         schedule["start_schedule"] = iso(now - START_BACKDATE_S)
     return schedule
@@ -123,10 +136,10 @@ def _profile(layer: Layer, kind: str, id_key: str, schedule: dict | list) -> dic
 
 def profile_16(layer: Layer, kind: str, now: float) -> dict:
     """A 1.6 `csChargingProfiles` value."""
-    return _profile(layer, kind, "charging_profile_id", _schedule(layer, kind, now))
+    return _profile(layer, kind, "charging_profile_id", _schedule(layer, kind, now, "1.6"))
 
 
 def profile_201(layer: Layer, kind: str, now: float) -> dict:
     """A 2.0.1 `chargingProfile` value (its schedule is a list)."""
-    schedule = [{"id": layer.profile_id, **_schedule(layer, kind, now)}]
+    schedule = [{"id": layer.profile_id, **_schedule(layer, kind, now, "2.0.1")}]
     return _profile(layer, kind, "id", schedule)

@@ -58,7 +58,7 @@ class CentralSystem:
         self.cfg = config.ocpp
         volts = config.site.voltage_v
         self.targets = {
-            c.id: Target(c.id, c.failsafe_a, c.charger.phases, volts, c.ocpp)
+            c.id: Target(c.id, c.failsafe_a, c.charger.phases, volts, c.ocpp, c.phase_switching)
             for c in config.chargers
         }
         self._volts = volts
@@ -79,14 +79,20 @@ class CentralSystem:
     def states(self) -> dict[str, ChargerState]:
         return {cid: live.snapshot() for cid, live in self._live.items()}
 
-    def set_limit(self, charger_id: str, amps: float) -> None:
-        """Ask for `amps` per phase (0 = pause); the charger's control task sends it."""
+    def set_limit(self, charger_id: str, amps: float, phases: int | None = None) -> None:
+        """Ask for `amps` per phase (0 = pause), on `phases` lines for a charger that
+        switches phases; the charger's control task sends it."""
         live = self._live[charger_id]
+        live.wanted_phases = phases
         if not math.isfinite(amps) or amps < 0:
             log.error("%s: invalid limit %r from the hub; pausing instead", charger_id, amps)
             amps = 0.0
         live.wanted_a, live.wanted_at = float(amps), time.time()
         live.wake.set()
+
+    def phase_switch_refused(self, charger_id: str) -> bool:
+        """The firmware said it cannot switch phases (see `phaseswitch.py`)."""
+        return self._live[charger_id].phase_switch is False
 
     async def start(self) -> None:
         self._server = await serve(

@@ -186,6 +186,8 @@ class Live:
     # The hub's wish: the limit and when it last said so.
     wanted_a: float | None = None
     wanted_at: float | None = None
+    wanted_phases: int | None = None  # the phase set, for chargers that switch phases
+    phase_switch: bool | None = None  # the firmware's word on switching (None: not said)
     # Set by anything the control task must react to (limit, boot, reading).
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     boots: int = 0

@@ -55,6 +55,8 @@ class Profile:
     unit: str
     start: float | None
     periods: tuple[tuple[float, float], ...]  # (start_period s, limit)
+    # Each period's numberPhases (None: not given, all the charger has).
+    period_phases: tuple[int | None, ...] = ()
     valid_from: float | None = None
     valid_to: float | None = None
     duration: float | None = None
@@ -63,6 +65,17 @@ class Profile:
 
     def limit_at(self, now: float, session_start: float | None) -> float | None:
         """The limit this profile sets at `now`, or None when it does not apply."""
+        period = self._period_at(now, session_start)
+        return None if period is None else self.periods[period][1]
+
+    def phases_at(self, now: float, session_start: float | None) -> int | None:
+        """The numberPhases of the period in force at `now` (None: not given)."""
+        period = self._period_at(now, session_start)
+        if period is None or period >= len(self.period_phases):
+            return None
+        return self.period_phases[period]
+
+    def _period_at(self, now: float, session_start: float | None) -> int | None:
         if self.valid_from is not None and now < self.valid_from:
             return None
         if self.valid_to is not None and now >= self.valid_to:
@@ -71,11 +84,11 @@ class Profile:
         elapsed = now - (origin if origin is not None else now)
         if elapsed < 0 or (self.duration is not None and elapsed >= self.duration):
             return None
-        limit = None
-        for start, value in self.periods:
+        period = None
+        for i, (start, _) in enumerate(self.periods):
             if start <= elapsed:
-                limit = value
-        return limit
+                period = i
+        return period
 
 
 def _time(text: Any) -> float | None:
@@ -97,6 +110,10 @@ def read_profile(p: dict, connector: int, version: str, now: float) -> Profile:
         start=_time(schedule.get("start_schedule")),
         periods=tuple(
             (float(x["start_period"]), float(x["limit"]))
+            for x in schedule["charging_schedule_period"]
+        ),
+        period_phases=tuple(
+            int(x["number_phases"]) if x.get("number_phases") else None
             for x in schedule["charging_schedule_period"]
         ),
         valid_from=_time(p.get("valid_from")),
@@ -123,6 +140,8 @@ QUIRKS = frozenset(
         "watts_only",  # smart charging in W only
         "no_stack_level_key",  # reports no ChargeProfileMaxStackLevel / rate unit
         "absurd_current",  # reports Current.Import 1000 A
+        "ignores_phase_switch",  # says it switches phases, keeps all three whatever it is told
+        "no_phase_switch",  # ConnectorSwitch3to1PhaseSupported / Phases3to1 = false
     }
 )
 
@@ -201,7 +220,11 @@ class SimChargePoint:
         """The car charges whether or not the charger is online."""
         while True:
             now = self.clock()
-            self.ev.offer(self.effective_limit_a(now) if self.plugged else 0.0, now)
+            self.ev.offer(
+                self.effective_limit_a(now) if self.plugged else 0.0,
+                now,
+                self.effective_phases(now),
+            )
             self.ev.advance(now, self.voltage_v)
             await asyncio.sleep(self.tick_s)
 
@@ -243,6 +266,23 @@ class SimChargePoint:
                 caps.append(self._amps(chosen[0], now))
                 break
         return min([limit, *caps])
+
+    def effective_phases(self, now: float) -> int | None:
+        """The phase set the charger switches to from its profiles (None: not told)."""
+        if self.quirks & {"ignores_phase_switch", "no_phase_switch"}:
+            return None
+        for purpose in ("TxProfile", "TxDefaultProfile"):
+            chosen = self._valid(now, (purpose,))
+            if purpose == "TxProfile" and self.transaction is None:
+                chosen = []
+            if chosen:
+                return chosen[0].phases_at(now, self.session_start) or 3
+        return 3
+
+    @property
+    def switches_phases(self) -> bool:
+        """What it reports as ConnectorSwitch3to1PhaseSupported (1.6) / Phases3to1 (2.0.1)."""
+        return "no_phase_switch" not in self.quirks
 
     async def plug_in(self) -> None:
         """Plug the car in and start a transaction."""
@@ -318,7 +358,7 @@ class SimChargePoint:
 
     def _amps(self, p: Profile, now: float) -> float:
         limit = p.limit_at(now, self.session_start) or 0.0
-        return limit if p.unit == "A" else limit / (self.voltage_v * self.ev.phases)
+        return limit if p.unit == "A" else limit / (self.voltage_v * self.ev.lines)
 
     def install(self, profile: Profile) -> str:
         self.installs += 1
@@ -567,6 +607,7 @@ class SimChargePoint:
             "NumberOfConnectors": "1",
             "SupportedFeatureProfiles": "Core,SmartCharging",
             "MeterValueSampleInterval": str(self.meter_interval_s),
+            "ConnectorSwitch3to1PhaseSupported": str(self.switches_phases).lower(),
             **self.config,
         }
 
@@ -660,6 +701,7 @@ class _Sim201(_RawReplies, CP201):
             "RateUnit": ",".join(self.sim.rate_units),
             "ProfileStackLevel": str(self.sim.max_stack_level),
             "Available": "true",
+            "Phases3to1": str(self.sim.switches_phases).lower(),
             **self.sim.config,
         }
         results = []

@@ -1,7 +1,10 @@
 """A car on a charger: follows the offered current after a lag, stops when full.
 
 Pure: time is passed in. IEC 61851 gives a car up to 5 s to follow a new PWM duty cycle,
-and a car draws nothing when offered less than 6 A.
+and a car draws nothing when offered less than 6 A. A phase set offered with the current
+(OCPP `numberPhases`) is switched by the charger at once: the car then draws on that
+many lines, unless the charger ignores the switch (`ignores_phase_switch`). A switch
+while the car draws is counted in `switched_under_load` (what IEC 61851 forbids).
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ class EV:
     phases: int = 3  # lines the car draws on (1 for most small cars)
     energy_wanted_wh: float = 20_000.0
     lag_s: float = 5.0
+    ignores_phase_switch: bool = False
     delivered_wh: float = 0.0
+    switched_under_load: int = 0
+    offered_phases: int = 3  # the phase set the charger was told (3: all it has)
     draw_a: float = 0.0
     _pending: list[tuple[float, float]] = field(default_factory=list)  # (due time, target A)
     _offered_a: float = 0.0
@@ -27,8 +33,21 @@ class EV:
     def full(self) -> bool:
         return self.delivered_wh >= self.energy_wanted_wh
 
-    def offer(self, limit_a: float, now: float) -> None:
-        """The charger offers `limit_a` from `now` on; the car reacts `lag_s` later."""
+    @property
+    def lines(self) -> int:
+        """Lines the car draws on now."""
+        if self.ignores_phase_switch:
+            return self.phases
+        return min(self.phases, self.offered_phases)
+
+    def offer(self, limit_a: float, now: float, phases: int | None = None) -> None:
+        """The charger offers `limit_a` from `now` on (on `phases` lines, where given);
+        the car reacts `lag_s` later."""
+        if phases is not None and phases != self.offered_phases:
+            lines = self.lines
+            self.offered_phases = phases
+            if self.lines != lines and self.draw_a >= 1.0:
+                self.switched_under_load += 1
         if limit_a == self._offered_a:
             return
         self._offered_a = limit_a
@@ -38,7 +57,7 @@ class EV:
     def advance(self, now: float, voltage_v: float = 230.0) -> float:
         """Move to `now`, counting energy at the draw held since the last call."""
         if self._last_t is not None and now > self._last_t:
-            self.delivered_wh += self.draw_a * voltage_v * self.phases * (now - self._last_t) / 3600
+            self.delivered_wh += self.draw_a * voltage_v * self.lines * (now - self._last_t) / 3600
         self._last_t = now
         while self._pending and self._pending[0][0] <= now:
             self.draw_a = self._pending.pop(0)[1]
@@ -48,5 +67,5 @@ class EV:
 
     def line_currents(self) -> tuple[float, float, float]:
         """Draw per charger line L1..L3 (a 1-phase car draws on L1 only)."""
-        a = self.draw_a
-        return (a, a if self.phases > 1 else 0.0, a if self.phases > 2 else 0.0)
+        a, lines = self.draw_a, self.lines
+        return (a, a if lines > 1 else 0.0, a if lines > 2 else 0.0)

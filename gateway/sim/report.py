@@ -59,6 +59,9 @@ def summary(result: Result) -> str:
             f"{c.grid_wh / 1000:>7.2f} {c.starts:>6} {c.starts_per_h:>8.1f} {c.stops:>5} "
             f"{c.changes_per_h:>9.1f}"
         )
+    switching = [f"{c.id} {c.switches}" for c in tally.chargers if c.switches]
+    if switching:
+        lines.append(f"  1-/3-phase switches: {', '.join(switching)}")
     lines += ["", "  visits:"]
     end_s = sc.start_s + sc.duration_s
     for c in tally.chargers:

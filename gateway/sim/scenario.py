@@ -175,6 +175,7 @@ def _session(t: Table, chargers: tuple[ChargerConfig, ...], ids: list[str]) -> S
         phases=phases,
         max_a=t.number("max_a", 32.0, lo=0),
         lag_s=t.number("lag_s", 5.0, lo=0, hi=60),
+        ignores_phase_switch=t.boolean("ignores_phase_switch", False),
         **_behaviour(t, arrive, leave, configured.failsafe_a),
     )
 

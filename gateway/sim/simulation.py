@@ -78,6 +78,7 @@ def simulate(scenario: Scenario, trace: bool = False) -> Result:
         s = state.chargers.get(charger_tally.id)
         if s is not None:
             charger_tally.starts, charger_tally.stops = s.starts, s.stops
+            charger_tally.switches = s.phase.switches if s.phase is not None else 0
     return Result(scenario, tally, cycles, wall, record)
 
 

@@ -32,6 +32,7 @@ class Session:
     phases: int = 3
     max_a: float = 32.0
     lag_s: float = 5.0
+    ignores_phase_switch: bool = False  # the charger keeps all its lines whatever it is told
     # How its charger behaves while this car is there (`docs/simulation.md`):
     # "obeys", "ignores_limits" (offers the car its max whatever it is sent) or
     # "offline" (unreachable during `offline_s`, from and until: it keeps its last limit
@@ -87,6 +88,7 @@ class Bay:
         self.session: Session | None = None
         self.ev: EV | None = None
         self.limit_a = 0.0
+        self.phases: int | None = None  # the phase set the charger was told, if any
         self.sent_at = 0.0  # when the charger last received a limit
         self.now = 0.0
         self.delivered_wh = 0.0  # by cars that have left
@@ -118,9 +120,10 @@ class Bay:
                     phases=min(session.phases, self.lines),
                     energy_wanted_wh=session.energy_wh,
                     lag_s=session.lag_s,
+                    ignores_phase_switch=session.ignores_phase_switch,
                 )
                 self.ev.advance(now, volts)
-                self.ev.offer(self.limit_a, now)
+                self.ev.offer(self.limit_a, now, self.phases)
 
     def seen(self, lines: tuple[float, float, float]) -> Charger:
         """The charger as the gateway sees it now (status and draw; an offline one as
@@ -132,18 +135,20 @@ class Bay:
             self._seen = replace(self.charger, status=status, draw_a=lines)
         return self._seen
 
-    def offer(self, limit_a: float, now: float) -> None:
+    def offer(self, limit_a: float, now: float, phases: int | None = None) -> None:
         if self.offline:
             # Unreachable: the last limit holds until its profile lapses, then failsafe.
             if now - self.sent_at >= VALIDITY_S and self.session is not None:
                 self.limit_a = self.session.failsafe_a
         else:
             self.limit_a, self.sent_at = limit_a, now
+            if phases is not None:
+                self.phases = phases
         if self.ev is not None:
             offered = self.limit_a
             if self.session is not None and self.session.behaviour == "ignores_limits":
                 offered = self.charger.max_a
-            self.ev.offer(offered, now)
+            self.ev.offer(offered, now, self.phases)
 
     @property
     def status(self) -> str:
@@ -161,7 +166,7 @@ class Bay:
 
     def power_w(self, volts: float) -> float:
         ev = self.ev
-        return 0.0 if ev is None else ev.draw_a * ev.phases * volts
+        return 0.0 if ev is None else ev.draw_a * ev.lines * volts
 
     def room_w(self, volts: float) -> float:
         """What the car here could take at most (0 when none or full)."""
@@ -284,7 +289,7 @@ class SiteModel:
     def apply(self, commands: Iterable[Command], now: float) -> None:
         allowed = []
         for bay, command in zip(self.bays, commands, strict=True):
-            bay.offer(command.limit_a, now)
+            bay.offer(command.limit_a, now, command.phases)
             if command.limit_a > 0:
                 allowed.append(bay.charger.mode)
         battery = self.battery

@@ -60,6 +60,7 @@ class ChargerTally:
     energy_wh: float = 0.0  # filled in at the end
     starts: int = 0
     stops: int = 0
+    switches: int = 0  # 1-/3-phase switches (phase_switching chargers)
     visits: list[Visit] = field(default_factory=list)
 
     @property
