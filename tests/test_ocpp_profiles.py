@@ -36,9 +36,12 @@ def test_wire_limit_rounds_down_to_what_the_charger_takes() -> None:
     assert wire_limit(0, "A", 0.1, 230, 3) == 0.0
 
 
-def test_failsafe_in_watts_counts_one_phase() -> None:
-    assert base_layer(6, "W", 0.1, 230).limit == 1380.0
-    assert base_layer(6, "A", 0.1, 230).limit == 6.0
+def test_failsafe_in_watts_counts_the_chargers_phases() -> None:
+    """A 3-phase car on a W-only charger gets the failsafe current on each line, not a
+    third of it (below the 6 A minimum: in effect a stop)."""
+    assert base_layer(6, "W", 0.1, 230, 3).limit == 4140.0
+    assert base_layer(6, "W", 0.1, 230, 1).limit == 1380.0
+    assert base_layer(6, "A", 0.1, 230, 3).limit == 6.0
 
 
 def sim(**kw: object) -> SimChargePoint:
@@ -50,7 +53,7 @@ def sim(**kw: object) -> SimChargePoint:
 def test_layers_seen_by_the_simulated_charger(version: str) -> None:
     build = profile_16 if version == "1.6" else profile_201
     cp = sim()
-    base = base_layer(6, "A", 0.1, 230)
+    base = base_layer(6, "A", 0.1, 230, 3)
     dynamic = dynamic_layer(16, "A", 3, NOW, 60, base)
     for layer in (base, dynamic):
         assert cp.install(read_profile(build(layer, "absolute", NOW), 1, version, NOW)) == (
@@ -64,7 +67,7 @@ def test_layers_seen_by_the_simulated_charger(version: str) -> None:
 
 def test_stack_zero_puts_the_failsafe_in_a_tail_period() -> None:
     cp = sim(max_stack_level=0)
-    base = base_layer(6, "A", 0.1, 230)
+    base = base_layer(6, "A", 0.1, 230, 3)
     layer = dynamic_layer(16, "A", BASE_STACK, NOW, 60, base)
     assert layer.valid_to is None and layer.tail is not None
     for lay in (base, layer):
@@ -88,7 +91,7 @@ def test_failsafe_lives_in_the_schedule(version: str, unit: str, stack: int, kin
     """
     build = profile_16 if version == "1.6" else profile_201
     cp = sim(quirks=frozenset({"ignores_valid_to"}), ev=EV(phases=1))
-    base = base_layer(6, unit, 0.1, 230)
+    base = base_layer(6, unit, 0.1, 230, 1)
     limit = wire_limit(16, unit, 0.1, 230, 1)
     elapsed = 1200.0  # the session started 20 minutes before this send
     cp.session_start = NOW - elapsed
@@ -103,7 +106,7 @@ def test_failsafe_lives_in_the_schedule(version: str, unit: str, stack: int, kin
 
 
 def test_relative_profile_has_no_start_schedule() -> None:
-    base = base_layer(6, "A", 0.1, 230)
+    base = base_layer(6, "A", 0.1, 230, 3)
     wire = profile_201(dynamic_layer(10, "A", 1, NOW, 60, base), "relative", NOW)
     assert wire["charging_profile_kind"] == "Relative"
     assert "start_schedule" not in wire["charging_schedule"][0]
@@ -114,9 +117,10 @@ def test_relative_profile_has_no_start_schedule() -> None:
 
 def test_simulated_charger_follows_the_spec_rules() -> None:
     cp = sim(rate_units=("W",), max_stack_level=2, ev=EV(phases=1))
-    amps = read_profile(profile_16(base_layer(6, "A", 0.1, 230), "absolute", NOW), 1, "1.6", NOW)
+    amps_layer = base_layer(6, "A", 0.1, 230, 1)
+    amps = read_profile(profile_16(amps_layer, "absolute", NOW), 1, "1.6", NOW)
     assert cp.install(amps) == "Rejected"  # W-only
-    watts = base_layer(6, "W", 0.1, 230)
+    watts = base_layer(6, "W", 0.1, 230, 1)
     assert cp.install(read_profile(profile_16(watts, "absolute", NOW), 1, "1.6", NOW)) == (
         "Accepted"
     )
