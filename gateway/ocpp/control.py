@@ -51,6 +51,7 @@ class Control:
         self.boots_seen = -1  # forces the first setup
         self.running = True
         self.failed: str | None = None  # the last unexpected exception, logged once
+        self.base_said: str | None = "Accepted"  # the last base-layer reply logged
 
     def say(self, level: int, text: str) -> None:
         self.limiter.log(log, level, self.id, time.monotonic(), "%s: %s", self.id, text)
@@ -170,9 +171,10 @@ class Control:
         unit = self.m.unit
         if status == "Accepted":
             self.say(logging.INFO, f"failsafe profile {self.m.base.limit:g} {unit} installed")
-        else:
+        elif self.base_said != status:  # once per connection and reply, not per attempt
             why = f"{status or 'no reply'}{': ' + detail if detail else ''}"
             self.say(logging.WARNING, f"failsafe profile not installed: {why}")
+        self.m.base_ok, self.base_said = status == "Accepted", status
 
     async def _set_profile(self, layer: Layer) -> tuple[str | None, str]:
         """The reply's status, or the CallError code with its description; None: no reply."""
@@ -187,10 +189,11 @@ class Control:
 
     async def send_if_due(self) -> None:
         while (send := self.m.due(time.monotonic(), self.seen(time.monotonic()))) is not None:
+            if not self.m.base_ok:
+                await self._install_base()  # refused before (or in another unit): again
             status, detail = await self._set_profile(self.m.layer(send, time.time()))
             if not self.m.result(send, status, time.monotonic(), detail):
                 return
-            await self._install_base()  # a fallback: the base layer in the new unit
 
 
 def _describe(exc: OCPPError | TimeoutError) -> str:

@@ -96,6 +96,7 @@ class Machine:
         self.applied_until = -math.inf  # when that layer ends in the charger
         self.changed_at = -math.inf  # readings before this + grace prove nothing
         self.failing = False  # the last send got no answer or an error
+        self.base_ok = False  # the charger took the base layer as it is now
         self.checked_reading: float | None = None
         self.strikes = 0
         self.reinstalls = 0
@@ -140,7 +141,7 @@ class Machine:
             self.stack = max_stack
         else:
             self.stack = DEFAULT_STACK
-        self.base = self.base_layer()
+        self.base, self.base_ok = self.base_layer(), False
         self.note(
             logging.INFO,
             f"limits in {self.unit}, dynamic stack level {self.stack}"
@@ -195,14 +196,14 @@ class Machine:
         """
         self.tried_at = now
         if status == "Accepted":
+            if self.uncontrolled == REFUSES:
+                self._controlled_again("takes its limit")
             if send.key != self.sent_key:
                 self.changed_at = now
             self.sent_key, self.sent_at = send.key, now
             self.applied_a = send.amps
             self.applied_until = now + self.cfg.validity_s
             self.failing = False
-            if self.uncontrolled == REFUSES:
-                self._controlled_again("takes its limit")
             if self.obeys and self.uncontrolled is None:
                 self.problem = ""
             return False
@@ -234,7 +235,7 @@ class Machine:
         if o.rate_unit == "auto" and self.unit == "A":
             self.note(logging.WARNING, f"limit in amps refused ({why}), switching to watts")
             self.unit = "W"
-            self.base = self.base_layer()
+            self.base, self.base_ok = self.base_layer(), False
             return True
         return False
 

@@ -35,6 +35,8 @@ from gateway.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
+# Log lines one charger may cause per minute (a connect with setup takes about ten).
+CHARGER_LINES = 20
 _SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 
 
@@ -70,7 +72,7 @@ class CentralSystem:
         # Control state outlives connections: what the charger holds does too.
         self._machines: dict[str, Machine] = {}
         # Log lines a charger can provoke, per charger id (shared by its sessions).
-        self._limiter = RateLimiter(lines=10, window_s=60.0)
+        self._limiter = RateLimiter(lines=CHARGER_LINES, window_s=60.0)
         self._connections: dict[str, ServerConnection] = {}
         self._server: Server | None = None
         self._closing: set[asyncio.Task] = set()
