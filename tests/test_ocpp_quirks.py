@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import socket
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from ocpp.exceptions import InternalError
@@ -15,7 +17,10 @@ from ocpp.exceptions import InternalError
 from gateway.model import ACTIVE_STATUSES
 from gateway.ocpp.server import CHARGER_LINES, CentralSystem
 from gateway.sim.chargepoint import SimChargePoint
+from gateway.sim.demo_command import DEMO
 from gateway.sim.ev import EV
+from gateway.sim.scenario import load_scenario
+from gateway.tomlfile import TomlError
 from tests.test_ocpp import VERSIONS, Lab, charger, config, run
 from tests.waiting import until
 
@@ -346,3 +351,20 @@ def test_charger_provoked_log_lines_are_rate_limited_per_charger(
     run(scenario)
     assert len(gateway_lines(caplog, "CP1: unsupported action")) <= CHARGER_LINES
     assert len(gateway_lines(caplog, "CP2: unsupported action")) == 1
+
+
+def test_scenario_sessions_select_quirks(tmp_path: Path) -> None:
+    """A `[[sessions]]` table names its charge point's quirks (demo, live runs)."""
+    for name in ("site.toml", "gateway.toml"):
+        shutil.copy(DEMO / name, tmp_path / name)
+    site = tmp_path / "site.toml"
+    text = site.read_text()
+    site.write_text(
+        text.replace("max_a = 32\n", 'max_a = 32\nquirks = ["watts_only", "integer_currents"]\n')
+    )
+    sessions = {s.charger: s for s in load_scenario(site).sessions}
+    assert sessions["van"].quirks == {"watts_only", "integer_currents"}
+    assert sessions["garage"].quirks == frozenset()
+    site.write_text(text.replace("max_a = 32\n", 'max_a = 32\nquirks = ["warp_drive"]\n'))
+    with pytest.raises(TomlError, match=r"sessions\[3\]\.quirks\[0\]: must be one of"):
+        load_scenario(site)

@@ -15,6 +15,7 @@ from gateway.allocation.timing import ControlSettings, read_control
 from gateway.config import ChargerConfig, load_config, read_charger_config
 from gateway.model import Site
 from gateway.schema import SchemaError, Table
+from gateway.sim.chargepoint import QUIRKS
 from gateway.sim.series import Series, read_series, read_time
 from gateway.sim.site import HomeBattery, Session
 from gateway.tomlfile import TomlError, read_toml
@@ -153,4 +154,15 @@ def _session(t: Table, chargers: tuple[ChargerConfig, ...], ids: list[str]) -> S
         phases=phases,
         max_a=t.number("max_a", 32.0, lo=0),
         lag_s=t.number("lag_s", 5.0, lo=0, hi=60),
+        quirks=_quirks(t),
     )
+
+
+def _quirks(t: Table) -> frozenset[str]:
+    names = t.strings("quirks", ())
+    for i, name in enumerate(names):
+        if name not in QUIRKS:
+            raise SchemaError(
+                f"{t.at('quirks')}[{i}]", f"must be one of {', '.join(sorted(QUIRKS))}"
+            )
+    return frozenset(names)

@@ -31,6 +31,9 @@ class Session:
     phases: int = 3
     max_a: float = 32.0
     lag_s: float = 5.0
+    # Named firmware behaviours of its simulated charge point (`demo`, live runs; see
+    # gateway.sim.chargepoint.QUIRKS); the offline model has no OCPP to show them.
+    quirks: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
