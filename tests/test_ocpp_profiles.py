@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import load_config
+from gateway.config import describe, load_config
 from gateway.ocpp.profiles import (
     BASE_STACK,
     base_layer,
@@ -275,3 +275,42 @@ def test_check_config_exits_2_naming_the_ocpp_key(tmp_path: Path, cli: Any) -> N
     result = cli("check-config", str(path))
     assert result.returncode == 2
     assert f"{path}:18: ocpp.port: must be <= 65535" in result.stderr
+
+
+def test_summary_shows_the_watts_a_watts_only_charger_gets(tmp_path: Path) -> None:
+    """check-config and the start-up summary: the failsafe layer in W counts the phases."""
+    path = tmp_path / "gw.toml"
+    path.write_text(BASE_TOML + "phases = 3\nfailsafe_a = 7\n")
+    lines = [line for line in describe(load_config(path)) if line.startswith("charger garage")]
+    assert lines[0].endswith("failsafe 7 A = 4830 W (3 x 230 V)")
+    path.write_text(BASE_TOML.replace('rate_unit = "W"', 'rate_unit = "A"'))
+    assert any(line.endswith("failsafe 6 A") for line in describe(load_config(path)))
+
+
+def _sample(value: float, measurand: str, phase: str | None = None) -> dict:
+    sample: dict = {"value": str(value), "measurand": measurand}
+    return sample | ({"phase": phase} if phase else {})
+
+
+def test_line_to_line_voltages_are_told_apart() -> None:
+    mixed = [
+        _sample(230, "Voltage", "L1-N"),
+        _sample(400, "Voltage", "L1-L2"),
+        _sample(398, "Voltage"),  # unphased, but line-to-line by its size
+    ]
+    assert parse_meter_values([{"sampled_value": mixed}], 3).voltage_v == 230
+    only_between = [_sample(400, "Voltage", "L1-L2"), _sample(400, "Voltage", "L2-L3")]
+    reading = parse_meter_values([{"sampled_value": only_between}], 3)
+    assert reading.voltage_v == pytest.approx(400 / 3**0.5)
+
+
+def test_whole_amp_currents_take_the_finer_power_figure() -> None:
+    def read(*currents: float, power: float) -> tuple:
+        samples = [_sample(c, "Current.Import", f"L{i + 1}") for i, c in enumerate(currents)]
+        samples += [_sample(230, "Voltage", "L1-N"), _sample(power, "Power.Active.Import")]
+        return parse_meter_values([{"sampled_value": samples}], 3).current_a
+
+    assert read(15, 15, 15, power=15.9 * 230 * 3) == pytest.approx((15.9, 15.9, 15.9))
+    assert read(15, 0, 0, power=15.9 * 230) == pytest.approx((15.9, 0, 0))
+    assert read(15.4, 15, 15, power=15.9 * 230 * 3) == (15.4, 15, 15)  # already fine
+    assert read(15, 15, 15, power=3000) == (15, 15, 15)  # power is not this draw
