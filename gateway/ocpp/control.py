@@ -96,8 +96,8 @@ class Control:
         seen = self.seen(time.monotonic())
         if self.m.observe(time.monotonic(), seen):
             self.live.wake.set()
-        if self.m.started_charging(seen):
-            # Its draw counts as household load until its first reading: ask now.
+        self.m.started_charging(time.monotonic(), seen)
+        if self.m.reading_due(time.monotonic()):
             await self._try("asking for meter values", self.session.ask_meter_values(1))
 
     def seen(self, now: float) -> Seen:

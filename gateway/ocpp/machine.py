@@ -39,6 +39,8 @@ DEFAULT_STACK = 1
 REFUSALS = ("Rejected", "NotImplemented", "NotSupported")
 # The longest pause between attempts at an uncontrolled charger.
 BACKOFF_MAX_S = 600.0
+# A car follows a new offer within this (IEC 61851): then its first reading shows its draw.
+START_READING_S = 5.0
 REFUSES = "refuses every profile"
 DISOBEYS = "ignores its limit"
 
@@ -106,6 +108,7 @@ class Machine:
         self.backoff_s = 0.0
         self.problem = ""
         self.was_charging = False
+        self.reading_wanted_at: float | None = None
         self.notes: list[tuple[int, str]] = []
 
     def note(self, level: int, text: str) -> None:
@@ -125,6 +128,7 @@ class Machine:
         self.strikes = 0
         self.checked_reading = None
         self.was_charging = False
+        self.reading_wanted_at = None
 
     def choose(
         self, rate_units: frozenset[str], max_stack: int | None, smart_charging: bool
@@ -263,18 +267,30 @@ class Machine:
     def next_due(self, now: float) -> float:
         """Seconds until the rules want to look again without being woken."""
         if self.uncontrolled is not None:
-            return max(0.05, self.tried_at + self.backoff_s - now)
-        if self.sent_key is None:
-            return self.cfg.refresh_s  # the hub's next wish wakes us sooner
-        return max(0.05, self.sent_at + self.cfg.refresh_s - now)
+            due = self.tried_at + self.backoff_s
+        elif self.sent_key is None:
+            due = now + self.cfg.refresh_s  # the hub's next wish wakes us sooner
+        else:
+            due = self.sent_at + self.cfg.refresh_s
+        if self.reading_wanted_at is not None:
+            due = min(due, self.reading_wanted_at)
+        return max(0.05, due - now)
 
     # What the charger does.
 
-    def started_charging(self, seen: Seen) -> bool:
-        """True once when a car starts charging: time to ask for its meter values."""
-        started = seen.charging and not self.was_charging
+    def started_charging(self, now: float, seen: Seen) -> None:
+        """A car started charging: its draw counts as household load until its first
+        reading, so ask for one once the car has followed the offer (`START_READING_S`)."""
+        if seen.charging and not self.was_charging:
+            self.reading_wanted_at = now + START_READING_S
         self.was_charging = seen.charging
-        return started
+
+    def reading_due(self, now: float) -> bool:
+        """True once, when it is time to ask for that reading."""
+        if self.reading_wanted_at is None or now < self.reading_wanted_at:
+            return False
+        self.reading_wanted_at = None
+        return True
 
     def expected_a(self, now: float) -> float:
         """What the charger should offer now: the dynamic layer while it lasts."""
