@@ -229,3 +229,20 @@ def test_choose_takes_the_config_over_the_charger_and_notes_it() -> None:
     fixed = Machine(replace(m.target, ocpp=ChargerOcpp(rate_unit="A", stack_level=2)), CFG)
     fixed.choose(frozenset({"W"}), 8, True)
     assert (fixed.unit, fixed.stack) == ("A", 2)
+
+
+def test_two_connectors_share_the_chargers_limit() -> None:
+    """Each connector's layer limits it alone: every connector gets one (a car on any is
+    controlled), the cars share the charger's limit, and so does the failsafe."""
+    m = machine()
+    m.choose(frozenset({"A"}), 8, True, connectors=2)
+    assert m.profile_connectors() == (1, 2)
+    assert m.base.limit == 3.0
+    one = accept(m, 0.0, wish(16, 0.0, cars=1))
+    assert one.limit == 16.0
+    two = m.due(1.0, wish(16, 1.0, cars=2))  # a second car: at once, not at the refresh
+    assert two is not None and two.limit == 8.0
+    wide = machine(connector=0)
+    wide.choose(frozenset({"A"}), 8, True, connectors=2)
+    assert wide.profile_connectors() == (0,)
+    assert wide.due(0.0, wish(16, 0.0, cars=2)).limit == 8.0  # type: ignore[union-attr]

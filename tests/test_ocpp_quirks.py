@@ -370,3 +370,25 @@ def test_scenario_sessions_select_quirks(tmp_path: Path) -> None:
     site.write_text(text.replace("max_a = 32\n", 'max_a = 32\nquirks = ["warp_drive"]\n'))
     with pytest.raises(TomlError, match=r"sessions\[3\]\.quirks\[0\]: must be one of"):
         load_scenario(site)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_car_on_the_second_connector_is_controlled(version: str) -> None:
+    """MicroOcpp has two connectors: a profile on connector 1 only left connector 2
+    unlimited, and its car read as Available."""
+
+    async def scenario() -> None:
+        async with Lab(config(charger())) as site:
+            sim = await site.sim(version=version, quirks=frozenset({"two_connectors"}))
+            # 1.6 tells NumberOfConnectors; a 2.0.1 EVSE is known from its first status.
+            share = 3.0 if version == "1.6" else 6.0
+            await until(lambda: sim.effective_limit_a() == share, what="failsafe share")
+            site.cs.set_limit("CP1", 10)
+            await sim.plug_in(connector=2)
+            await until(lambda: site.state().status == "Charging", what="Charging")
+            site.cs.set_limit("CP1", 10)
+            await until(lambda: sim.effective_limit_a() == 10.0, what="connector 2 limited")
+            assert {p.connector for p in sim.profiles} == {1, 2}
+            await until(lambda: site.state().draw_a == (10.0, 10.0, 10.0), what="its draw")
+
+    run(scenario)

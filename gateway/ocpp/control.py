@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from gateway.model import ACTIVE_STATUSES
 from gateway.ocpp.machine import Machine, Seen
-from gateway.ocpp.profiles import DYNAMIC_ID, Layer
+from gateway.ocpp.profiles import BASE_ID, DYNAMIC_ID, Layer
 from gateway.ocpp.session import Capabilities, Session16, Session201, one_line
 from gateway.ocpp.state import Live
 from gateway.ratelimit import RateLimiter
@@ -113,6 +113,8 @@ class Control:
             reading_at=live.reading_at,
             car=live.status in ACTIVE_STATUSES,
             charging=live.status == "Charging",
+            cars=sum(1 for c, s in live.statuses.items() if c != 0 and s in ACTIVE_STATUSES),
+            last_connector=max(live.statuses, default=0),
             measured_a=max(*live.draw_a, live.offered_a or 0.0),
         )
 
@@ -153,7 +155,7 @@ class Control:
         caps = await self._try("reading capabilities", self.session.read_capabilities())
         caps = caps or Capabilities()
         smart = "SmartCharging" in caps.profiles or not caps.profiles
-        self.m.choose(caps.rate_units, caps.max_stack, smart)
+        self.m.choose(caps.rate_units, caps.max_stack, smart, caps.connectors)
         if not await self._try(
             "meter setup", self.session.configure_meter(self.cfg.meter_interval_s)
         ):
@@ -161,8 +163,10 @@ class Control:
         if self.m.target.ocpp.change_availability:
             await self._try("ChangeAvailability", self.session.make_available())
         if self.m.reinstall:
-            await self._try("clearing profiles", self.session.clear_profile(DYNAMIC_ID))
-            await self._try("clearing profiles", self.session.clear_profile(self.m.base.profile_id))
+            for connector in self.m.profile_connectors():
+                for layer_id in (DYNAMIC_ID, BASE_ID):
+                    profile_id = self.m.profile_id(layer_id, connector)
+                    await self._try("clearing profiles", self.session.clear_profile(profile_id))
         await self._install_base()
         self.m.set_up(time.monotonic())
 
@@ -177,15 +181,22 @@ class Control:
         self.m.base_ok, self.base_said = status == "Accepted", status
 
     async def _set_profile(self, layer: Layer) -> tuple[str | None, str]:
-        """The reply's status, or the CallError code with its description; None: no reply."""
-        o = self.m.target.ocpp
-        try:
-            status = await self.session.set_profile(o.connector, layer, o.profile_kind, time.time())
-        except OCPPError as exc:
-            return exc.code, one_line(exc.description)
-        except TimeoutError:
-            return None, ""
-        return status, ""
+        """Send `layer` to each connector it goes to; the first reply other than Accepted
+        (a status, or the CallError code with its description; None: no reply), else
+        Accepted."""
+        kind = self.m.target.ocpp.profile_kind
+        for connector in self.m.profile_connectors():
+            try:
+                status = await self.session.set_profile(
+                    connector, self.m.on_connector(layer, connector), kind, time.time()
+                )
+            except OCPPError as exc:
+                return exc.code, one_line(exc.description)
+            except TimeoutError:
+                return None, ""
+            if status != "Accepted":
+                return status, ""
+        return "Accepted", ""
 
     async def send_if_due(self) -> None:
         while (send := self.m.due(time.monotonic(), self.seen(time.monotonic()))) is not None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.ocpp.config import ChargerOcpp, OcppConfig
 from gateway.ocpp.profiles import Layer, base_layer, dynamic_layer, schedule_origin_s, wire_limit
@@ -39,6 +39,8 @@ DEFAULT_STACK = 1
 REFUSALS = ("Rejected", "NotImplemented", "NotSupported")
 # The longest pause between attempts at an uncontrolled charger.
 BACKOFF_MAX_S = 600.0
+# Profile ids of connector n > 1: the layer's id + (n - 1) x this.
+CONNECTOR_ID_STEP = 100
 # A car follows a new offer within this (IEC 61851): then its first reading shows its draw.
 START_READING_S = 5.0
 REFUSES = "refuses every profile"
@@ -69,6 +71,8 @@ class Seen:
     reading_at: float | None = None  # when the last MeterValues arrived
     car: bool = False  # a car is connected (an active status)
     charging: bool = False
+    cars: int = 0  # connectors with a car
+    last_connector: int = 0  # the highest connector / EVSE id it told a status for
     measured_a: float = 0.0  # the highest line current or offer in the last reading
 
 
@@ -76,9 +80,9 @@ class Seen:
 class Send:
     """One dynamic-layer send the rules ask for."""
 
-    amps: float
-    key: tuple[float, int]  # what must change for a send before the refresh
-    limit: float  # in the charger's unit
+    amps: float  # for the whole charger
+    key: tuple[float, int, int]  # what must change for a send before the refresh
+    limit: float  # per connector, in the charger's unit
     origin_s: float  # how long before the send the charger's schedule clock started
 
 
@@ -90,8 +94,9 @@ class Machine:
         self.cfg = cfg
         self.unit = "A"
         self.stack = DEFAULT_STACK
+        self.connectors = 1
         self.base: Layer = self.base_layer()
-        self.sent_key: tuple[float, int] | None = None
+        self.sent_key: tuple[float, int, int] | None = None
         self.sent_at = -math.inf
         self.tried_at = -math.inf
         self.applied_a: float | None = None  # the last acknowledged limit
@@ -131,10 +136,15 @@ class Machine:
         self.reading_wanted_at = None
 
     def choose(
-        self, rate_units: frozenset[str], max_stack: int | None, smart_charging: bool
+        self,
+        rate_units: frozenset[str],
+        max_stack: int | None,
+        smart_charging: bool,
+        connectors: int | None = None,
     ) -> None:
         """Unit and stack level from the config, else from what the charger reports."""
         o = self.target.ocpp
+        self.connectors = max(1, connectors or 1)
         wanted = o.rate_unit
         if wanted == "auto":
             wanted = "W" if rate_units == {"W"} else "A"
@@ -153,8 +163,25 @@ class Machine:
         )
 
     def base_layer(self) -> Layer:
+        # Each connector gets the layer: their share of the charger's failsafe current.
         t = self.target
-        return base_layer(t.failsafe_a, self.unit, t.ocpp.limit_step_a, t.voltage_v, t.phases)
+        share = t.failsafe_a / self.connectors
+        return base_layer(share, self.unit, t.ocpp.limit_step_a, t.voltage_v, t.phases)
+
+    def profile_id(self, profile_id: int, connector: int) -> int:
+        """A layer's id on `connector`: an id is the charger's, not the connector's (the
+        same id would replace the other connector's), so connectors past 1 get their own."""
+        return profile_id + CONNECTOR_ID_STEP * max(0, connector - 1)
+
+    def on_connector(self, layer: Layer, connector: int) -> Layer:
+        return replace(layer, profile_id=self.profile_id(layer.profile_id, connector))
+
+    def profile_connectors(self) -> tuple[int, ...]:
+        """Where the layers go: 0 (the charger-wide setting), else every connector, so a car
+        on any of them is controlled."""
+        if self.target.ocpp.connector == 0:
+            return (0,)
+        return tuple(range(1, self.connectors + 1))
 
     def set_up(self, now: float) -> None:
         """Setup done (after a boot or a reinstall): the dynamic layer goes out right after."""
@@ -172,18 +199,23 @@ class Machine:
 
     def due(self, now: float, seen: Seen) -> Send | None:
         """The send to make now, if any."""
+        if seen.last_connector > self.connectors:  # a connector it did not report
+            self.connectors = seen.last_connector
+            self.base, self.base_ok = self.base_layer(), False
         amps = self.wanted(now, seen)
         if amps is None or not seen.state_known:
             return None  # the hub's limit may rest on a state we have not heard yet
         phases = seen.active_phases or self.target.phases
-        key = (amps, phases if self.unit == "W" else 0)
+        # Each connector's layer limits it alone: the cars share the charger's limit.
+        cars = max(1, seen.cars) if self.connectors > 1 else 1
+        key = (amps, phases if self.unit == "W" else 0, cars)
         if self.uncontrolled is not None:
             if now < self.tried_at + self.backoff_s:
                 return None
         elif key == self.sent_key and now < self.sent_at + self.cfg.refresh_s:
             return None
         volts = seen.voltage_v or self.target.voltage_v
-        limit = wire_limit(amps, self.unit, self.target.ocpp.limit_step_a, volts, phases)
+        limit = wire_limit(amps / cars, self.unit, self.target.ocpp.limit_step_a, volts, phases)
         origin = schedule_origin_s(self.target.ocpp.profile_kind, seen.session_age_s)
         return Send(amps, key, limit, origin)
 

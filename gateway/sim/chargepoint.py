@@ -122,7 +122,7 @@ QUIRKS = frozenset(
         "set_profile_not_implemented",  # SetChargingProfile -> CallError NotImplemented
         # refuses measurand lists with Current.Offered; 2.0.1 then sends no meter values
         "rejects_measurands",
-        "two_connectors",  # NumberOfConnectors = 2
+        "two_connectors",  # NumberOfConnectors = 2 (MicroOcpp); plug_in(connector=2)
         "watts_only",  # smart charging in W only
         "no_stack_level_key",  # reports no ChargeProfileMaxStackLevel / rate unit
         "absurd_current",  # reports Current.Import 1000 A
@@ -172,6 +172,9 @@ class SimChargePoint:
             tick_s,
         )
         self.ignore_limits = False
+        # Connectors (1.6) / EVSEs (2.0.1); the car is at `connector`, the others stay free.
+        self.connectors = 2 if "two_connectors" in self.quirks else 1
+        self.connector = 1
         # Tests: answer every SetChargingProfile with this CallError (a send that fails).
         self.profile_error: OCPPError | None = None
         self.profiles: list[Profile] = []
@@ -251,8 +254,11 @@ class SimChargePoint:
                 break
         return min([limit, *caps])
 
-    async def plug_in(self) -> None:
-        """Plug the car in and start a transaction."""
+    async def plug_in(self, connector: int = 1) -> None:
+        """Plug the car in (at `connector`: 2 needs `two_connectors`) and start a transaction."""
+        if connector > self.connectors:
+            raise ValueError(f"{self.id} has {self.connectors} connector(s), not {connector}")
+        self.connector = connector
         self.plugged = True
         self.session_start = self.clock()
         cp = self._require()
@@ -261,7 +267,7 @@ class SimChargePoint:
             await cp.call(call16.Authorize(id_tag="SIMTAG"))
             result = await cp.call(
                 call16.StartTransaction(
-                    connector_id=1,
+                    connector_id=self.connector,
                     id_tag="SIMTAG",
                     meter_start=int(self.ev.delivered_wh),
                     timestamp=iso(self.clock()),
@@ -319,7 +325,9 @@ class SimChargePoint:
         found = [
             p
             for p in self.profiles
-            if p.purpose in purposes and p.limit_at(now, self.session_start) is not None
+            if p.purpose in purposes
+            and p.connector in (0, self.connector)
+            and p.limit_at(now, self.session_start) is not None
         ]
         return sorted(found, key=lambda p: (p.stack, p.connector), reverse=True)
 
@@ -341,7 +349,7 @@ class SimChargePoint:
             profile = replace(profile, valid_to=None)  # never re-evaluated at validTo
         if profile.unit not in self.rate_units:
             return "Rejected"
-        if profile.stack > self.max_stack_level or profile.connector > 1:
+        if profile.stack > self.max_stack_level or profile.connector > self.connectors:
             return "Rejected"
         if profile.purpose == "TxProfile" and self.transaction is None:
             return "Rejected"
@@ -480,7 +488,10 @@ class SimChargePoint:
         connector = "Occupied" if self.plugged else "Available"
         await cp.call(
             call201.StatusNotification(
-                timestamp=iso(self.clock()), connector_status=connector, evse_id=1, connector_id=1
+                timestamp=iso(self.clock()),
+                connector_status=connector,
+                evse_id=self.connector,
+                connector_id=1,
             )
         )
         if self.transaction is not None:
@@ -488,7 +499,9 @@ class SimChargePoint:
 
     async def _status_16(self, cp: _Sim16 | _Sim201, status: str) -> None:
         await cp.call(
-            call16.StatusNotification(connector_id=1, error_code="NoError", status=status)
+            call16.StatusNotification(
+                connector_id=self.connector, error_code="NoError", status=status
+            )
         )
 
     def _samples(self) -> list[dict]:
@@ -554,12 +567,14 @@ class SimChargePoint:
         if self.version == "1.6":
             tx = int(self.transaction) if self.transaction else None
             await cp.call(
-                call16.MeterValues(connector_id=1, transaction_id=tx, meter_value=meter_value)
+                call16.MeterValues(
+                    connector_id=self.connector, transaction_id=tx, meter_value=meter_value
+                )
             )
         elif self.transaction is not None:
             await self._tx_event("Updated", "MeterValuePeriodic", meter=True)
         else:
-            await cp.call(call201.MeterValues(evse_id=1, meter_value=meter_value))
+            await cp.call(call201.MeterValues(evse_id=self.connector, meter_value=meter_value))
 
     async def _tx_event(self, event: str, trigger: str, meter: bool = False) -> None:
         self._seq += 1
@@ -576,7 +591,7 @@ class SimChargePoint:
                 trigger_reason=trigger,
                 seq_no=self._seq,
                 transaction_info={"transaction_id": self.transaction, "charging_state": state},
-                evse={"id": 1, "connector_id": 1},
+                evse={"id": self.connector, "connector_id": 1},
                 meter_value=meter_value,
                 # As real stations do: the token that authorised the session, when it starts.
                 id_token={"id_token": "SIMTAG", "type": "ISO14443"} if event == "Started" else None,
@@ -609,7 +624,7 @@ class SimChargePoint:
             smart = {}
         return {
             **smart,
-            "NumberOfConnectors": "1",
+            "NumberOfConnectors": str(self.connectors),
             "SupportedFeatureProfiles": "Core,SmartCharging",
             "MeterValueSampleInterval": str(self.meter_interval_s),
             **self.config,
