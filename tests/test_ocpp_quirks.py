@@ -142,7 +142,7 @@ def test_a_failed_reduction_is_retried_at_the_next_cycle() -> None:
             sim.profile_error = None
             site.cs.set_limit("CP1", 6)  # the hub's next cycle
             await until(lambda: sim.effective_limit_a() == 6.0, timeout=3, what="retried")
-            assert site.state().sent_a == 6.0
+            await until(lambda: site.state().sent_a == 6.0, what="6 A acknowledged")
 
     run(scenario)
 
