@@ -213,7 +213,7 @@ def test_a_charger_refusing_every_profile_is_uncontrolled_and_backed_off(
                 what="controlled again",
             )
             await until(lambda: sim.effective_limit_a() == 8.0, what="its limit")
-            assert site.state().problem == ""
+            await until(lambda: site.state().problem == "", what="no problem left")
 
     run(scenario)
     assert len(gateway_lines(caplog, "uncontrolled")) == 1
@@ -310,7 +310,8 @@ def test_charger_without_stack_level_or_rate_unit_keys_is_controlled(version: st
             )
             site.cs.set_limit("CP1", 11)
             await until(lambda: sim.effective_limit_a() == 11.0, what="limit at stack 1, in A")
-            assert site.state().sent_a == 11.0 and not site.state().uncontrolled
+            await until(lambda: site.state().sent_a == 11.0, what="acknowledged")
+            assert not site.state().uncontrolled
             assert {p.stack for p in sim.profiles} == {0, 1}
 
     run(scenario)
