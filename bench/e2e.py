@@ -37,6 +37,7 @@ from gateway.sim.series import Series  # noqa: E402
 from gateway.sim.site import Premises  # noqa: E402
 
 HIGH_A, LOW_A = 10.0, 8.0  # per charger, in the two household states
+CAR_A = 6.5  # what every car takes
 # Meter floats and rounding down to 0.1 A can land one step below the exact share.
 TOLERANCE_A = 0.15
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -123,7 +124,7 @@ def bench_site(config: Config) -> LiveSite:
         config,
         Premises(config.site, Series([0.0, 86400.0], [(0.0,), (0.0,)])),
         versions={c.id: ("1.6", "2.0.1")[i % 2] for i, c in enumerate(config.chargers)},
-        cars={c.id: EV(max_a=6.5, energy_wanted_wh=1e9, lag_s=0.2) for c in config.chargers},
+        cars={c.id: EV(max_a=CAR_A, energy_wanted_wh=1e9, lag_s=0.2) for c in config.chargers},
         arrivals_s={c.id: 0.0 for c in config.chargers},
         meter_interval_s=2.0,
         car_tick_s=0.5,
@@ -194,6 +195,23 @@ async def measure(n: int, steps: int, workdir: Path) -> dict[str, float]:
                 await asyncio.sleep(0.002)
             per_step.append(time.monotonic() - changed)
             await asyncio.sleep(0.5)
+        overload: list[float] = []
+        over_w = (household[HIGH_A] + (HIGH_A - CAR_A) * n + 1.0) * 230.0
+        for _ in range(steps):
+            live.add_load_w((over_w,) * 3)
+            await live.tick()
+            changed = time.monotonic()
+            pending = {s.charger_id: s for s in live.stations}
+            while pending:
+                now = time.monotonic()
+                for cid, station in list(pending.items()):
+                    if station.point.effective_limit_a() < HIGH_A - TOLERANCE_A:
+                        overload.append(now - changed)
+                        del pending[cid]
+                assert now - changed < 30, "the chargers were not cut"
+                await asyncio.sleep(0.002)
+            live.add_load_w((household[HIGH_A] * 230.0,) * 3)
+            await wait(lambda: holding(HIGH_A), 60)
         # Steady state: CPU and memory over 10 s of ordinary cycles.
         cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
         await asyncio.sleep(10)
@@ -203,6 +221,8 @@ async def measure(n: int, steps: int, workdir: Path) -> dict[str, float]:
             "p99": pct(per_charger, 0.99),
             "max": max(per_charger),
             "step_max": max(per_step),
+            "over_p50": statistics.median(overload),
+            "over_p99": pct(overload, 0.99),
             "cpu": cpu_share,
             "rss": rss_mb(daemon.pid),
         }
@@ -214,14 +234,15 @@ async def measure(n: int, steps: int, workdir: Path) -> dict[str, float]:
 async def main(sizes: list[int], steps: int) -> None:
     print(
         f"{'chargers':>8} {'p50 s':>7} {'p99 s':>7} {'max s':>7} {'last of step':>12} "
-        f"{'gateway CPU':>11} {'RSS MB':>7}"
+        f"{'gateway CPU':>11} {'RSS MB':>7} {'overload p50 s':>14} {'p99 s':>7}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             r = await measure(n, steps, Path(tmp))
             print(
                 f"{n:>8} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} "
-                f"{r['step_max']:>12.2f} {r['cpu'] * 100:>10.1f}% {r['rss']:>7.1f}",
+                f"{r['step_max']:>12.2f} {r['cpu'] * 100:>10.1f}% {r['rss']:>7.1f} "
+                f"{r['over_p50']:>14.2f} {r['over_p99']:>7.2f}",
                 flush=True,
             )
 

@@ -28,7 +28,18 @@ from gateway.allocation.controller import (
 from gateway.config import Config
 from gateway.export.state import ChargerState as ExportCharger
 from gateway.export.state import ExportState
-from gateway.inputs import ChargerView, MeterView, Overrides, SiteInputs, charger_inputs, read_site
+from gateway.inputs import (
+    ChargerView,
+    ControlState,
+    MeterView,
+    Overrides,
+    SiteInputs,
+    charger_inputs,
+    control_note,
+    control_state,
+    planning_measurements,
+    read_site,
+)
 from gateway.model import Charger, Snapshot
 
 log = logging.getLogger(__name__)
@@ -121,6 +132,7 @@ class Hub:
         self._last_summary: float | None = None
         self._implausible: set[str] = set()
         self._undeclared: set[str] = set()
+        self._control: dict[str, ControlState] = {}
 
     # -- one cycle --------------------------------------------------------------------
 
@@ -139,7 +151,12 @@ class Hub:
             configured, live, overrides, meter_views, now, stale_after, config.site.phases
         )
         self._log_distrust(inputs, configured, chargers)
-        snapshot = Snapshot(site=config.site, measurements=inputs.measurements, chargers=chargers)
+        self._log_control(configured, live, now)
+        # Offline chargers with a car keep their share (inputs.planning_measurements).
+        planned = planning_measurements(
+            inputs.measurements, configured, live, now, config.site.phases
+        )
+        snapshot = Snapshot(site=config.site, measurements=planned, chargers=chargers)
         external = None
         if overrides is not None and (
             overrides.site_current_a is not None or overrides.site_power_w is not None
@@ -203,6 +220,20 @@ class Hub:
                     n,
                 )
 
+    def _log_control(
+        self, configured: Sequence[Charger], live: Mapping[str, ChargerView], now: float
+    ) -> None:
+        """One line when a charger goes out of the gateway's control, one when it is back."""
+        for c in configured:
+            view = live.get(c.id)
+            state, amps = control_state(view, now)
+            was = self._control.get(c.id, ControlState.CONTROLLED)
+            self._control[c.id] = state
+            if state.episode and state.episode != was.episode:
+                log.warning("%s", control_note(c, state, amps, view.failsafe_a if view else 0.0))
+            elif was.episode and state is ControlState.CONTROLLED:
+                log.info("charger %s is controlled again", c.id)
+
     def _log_changes(self, decision: Decision) -> None:
         """One line per limit change; meters and the controller log their own transitions."""
         for command in decision.commands:
@@ -228,8 +259,10 @@ class Hub:
         commands: dict[str, Command] = {c.id: c for c in report.decision.commands}
         chargers = []
         ev_power = 0.0
+        now = self.clock()
         for c in report.snapshot.chargers:
             view = live.get(c.id)
+            control, assumed = control_state(view, now)
             alloc = allocation.by_id.get(c.id) if allocation is not None else None
             command = commands.get(c.id)
             power = view.power_w if view is not None and view.power_w is not None else None
@@ -251,6 +284,8 @@ class Hub:
                     session_wh=view.session_wh if view is not None else None,
                     min_a=c.min_a,
                     max_a=c.max_a,
+                    control_state=control,
+                    assumed_a=assumed,
                 )
             )
         household = allocation.site.household_a if allocation is not None else None

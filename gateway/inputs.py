@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from enum import IntEnum
 from typing import Protocol
 
-from gateway.allocation.allocator import DRAWING_A
-from gateway.model import Charger, Measurements, Mode, Site
+from gateway.allocation.allocator import DRAWING_A, wired_lines
+from gateway.allocation.guard import FOLLOW_S
+from gateway.model import ACTIVE_STATUSES, PHASE_NAMES, Charger, Measurements, Mode, Site
 
 
 class Reading(Protocol):
@@ -198,6 +200,18 @@ DRAW_TOLERANCE_A = 2.0
 _ROTATION = "ABCAB"
 
 
+def _believed_lines(c: Charger, view: ChargerView) -> tuple[float, float, float]:
+    """The charger's last reported draw per line, where it is believable (else 0)."""
+    top = c.max_a + DRAW_TOLERANCE_A
+    reported = view.lines_reported
+    out = []
+    for k, value in enumerate(view.draw_a):
+        known = reported[k] or not any(reported)  # a view without line flags reports all
+        believed = known and math.isfinite(value) and abs(value) <= top
+        out.append(abs(value) if believed else 0.0)
+    return (out[0], out[1], out[2])
+
+
 def _line_draw(
     c: Charger, view: ChargerView | None, now: float, report_max_age_s: float
 ) -> tuple[float, float, float]:
@@ -219,14 +233,7 @@ def _line_draw(
         return (0.0, 0.0, 0.0)
     if view.reading_mono is not None and now - view.reading_mono > report_max_age_s:
         return (0.0, 0.0, 0.0)
-    top = c.max_a + DRAW_TOLERANCE_A
-    reported = view.lines_reported
-    out = []
-    for k, value in enumerate(view.draw_a):
-        known = reported[k] or not any(reported)  # a view without line flags reports all
-        believed = known and math.isfinite(value) and abs(value) <= top
-        out.append(abs(value) if believed else 0.0)
-    return (out[0], out[1], out[2])
+    return _believed_lines(c, view)
 
 
 def undeclared_lines(c: Charger, draw: tuple[float, float, float], site_phases: int) -> Charger:
@@ -284,3 +291,101 @@ def charger_inputs(
                 charger = replace(charger, status="Unavailable")
         out.append(charger)
     return tuple(out)
+
+
+class ControlState(IntEnum):
+    """Whether the gateway controls a charger, and what it counts it at if not.
+
+    The codes are public (register `control_state`)."""
+
+    UNKNOWN = 0
+    CONTROLLED = 1
+    # Refuses every profile or keeps disobeying: its measured draw is fixed load.
+    UNCONTROLLED = 2
+    # Offline with a car: counted at its last acknowledged limit until that lapses...
+    OFFLINE_AT_LIMIT = 3
+    # ...then at its failsafe current, until it reconnects.
+    OFFLINE_AT_FAILSAFE = 4
+    # Offline without a car (or never connected): nothing assumed beyond what the grid shows.
+    OFFLINE = 5
+
+    @property
+    def episode(self) -> str:
+        """The kind of time out of control this state belongs to ("" for none): one log
+        line opens each."""
+        if self is ControlState.UNCONTROLLED:
+            return "uncontrolled"
+        if self in (ControlState.OFFLINE_AT_LIMIT, ControlState.OFFLINE_AT_FAILSAFE):
+            return "offline with a car"
+        return ""
+
+
+def control_state(view: ChargerView | None, now: float) -> tuple[ControlState, float]:
+    """A charger's control state and the current (A per line) assumed for it (NaN: none).
+
+    An offline charger that had a car keeps charging on its own: at its last limit
+    until the profile's validity ends, then at its failsafe current. From `FOLLOW_S`
+    before that end the higher of the two is assumed, so the others have made room
+    (their cars lag) by the time the charger changes by itself.
+    """
+    if view is None:
+        return ControlState.OFFLINE, math.nan
+    if view.uncontrolled:
+        return ControlState.UNCONTROLLED, math.nan
+    if view.online:
+        return ControlState.CONTROLLED, math.nan
+    if view.status not in ACTIVE_STATUSES:
+        return ControlState.OFFLINE, math.nan
+    sent, until = view.sent_a, view.sent_until_mono
+    if sent is None or until is None or now >= until:
+        return ControlState.OFFLINE_AT_FAILSAFE, view.failsafe_a
+    if now >= until - FOLLOW_S:
+        return ControlState.OFFLINE_AT_LIMIT, max(sent, view.failsafe_a)
+    return ControlState.OFFLINE_AT_LIMIT, sent
+
+
+def planning_measurements(
+    m: Measurements,
+    chargers: Sequence[Charger],
+    live: Mapping[str, ChargerView],
+    now: float,
+    site_phases: int,
+) -> Measurements:
+    """The grid as the allocator and the guard must take it: the measured current plus,
+    for every offline charger with a car, what it may draw beyond its last report.
+
+    Its real draw is in the grid reading already (nothing of it is subtracted); what its
+    last believed report does not show of the assumed current is added, so the others
+    never take the share it may still use. Lines it did not report count as 0 there
+    (the whole assumed current is added: doubt gives the others less)."""
+    extra = [0.0] * len(m.grid_current_a)
+    for c in chargers:
+        view = live.get(c.id)
+        _, amps = control_state(view, now)
+        if view is None or math.isnan(amps):
+            continue
+        last = _believed_lines(c, view)
+        for k in range(wired_lines(c, site_phases)):
+            extra[PHASE_NAMES.index(c.phase_map[k])] += max(0.0, amps - last[k])
+    if not any(extra):
+        return m
+    return replace(
+        m, grid_current_a=tuple(a + e for a, e in zip(m.grid_current_a, extra, strict=True))
+    )
+
+
+def control_note(c: Charger, state: ControlState, amps: float, failsafe_a: float) -> str:
+    """The log line that opens an episode out of control (empty: nothing to say)."""
+    if state is ControlState.UNCONTROLLED:
+        return (
+            f"charger {c.id} is uncontrolled (refuses its limits or does not follow them):"
+            f" its measured draw, up to its max {c.max_a:g} A, is fixed load for the others"
+        )
+    if state is ControlState.OFFLINE_AT_LIMIT:
+        return (
+            f"charger {c.id} is offline with a car: counted at {amps:g} A until its limit"
+            f" lapses, then at its failsafe {failsafe_a:g} A, until it reconnects"
+        )
+    if state is ControlState.OFFLINE_AT_FAILSAFE:
+        return f"charger {c.id} is offline with a car: counted at its failsafe {failsafe_a:g} A"
+    return ""

@@ -32,7 +32,7 @@ from gateway.hub import CycleReport
 from gateway.sim.ev import EV
 from gateway.sim.live import LiveSite
 from gateway.sim.series import Series
-from gateway.sim.site import Premises
+from gateway.sim.site import HomeBattery, Premises
 from tests.conftest import ROOT
 from tests.waiting import until
 
@@ -97,7 +97,7 @@ port = 0
 
 [state]
 dir = "{state_dir}"
-"""
+{extra}"""
 
 
 def run(scenario: Callable[..., Awaitable[None]], *args: Any) -> None:
@@ -130,20 +130,25 @@ def write_config(path: Path, **values: Any) -> Path:
     # The product's ramp by default: "up slow" is what keeps the loop stable while the
     # chargers' MeterValues lag the grid meter.
     defaults = {"distribution": "priority", "mode": "standard", "grid_port": 1, "ramp": 0.5}
-    defaults |= {"ocpp_port": 9000, "export_port": 1502, "writes": "false"}
+    defaults |= {"ocpp_port": 9000, "export_port": 1502, "writes": "false", "extra": ""}
     defaults["state_dir"] = path.parent / "state"
     path.write_text(CONFIG.format(**(defaults | values)))
     return path
 
 
-def live_site(config_path: Path, household_w: float, pv_w: float | None = None) -> LiveSite:
+def live_site(
+    config_path: Path,
+    household_w: float,
+    pv_w: float | None = None,
+    battery: HomeBattery | None = None,
+) -> LiveSite:
     config = load_config(config_path)
     cars = {
         c.id: EV(max_a=16, phases=3, energy_wanted_wh=1e6, lag_s=CAR_LAG_S) for c in config.chargers
     }
     return LiveSite(
         config,
-        Premises(config.site, flat(household_w), flat(pv_w) if pv_w is not None else None),
+        Premises(config.site, flat(household_w), flat(pv_w) if pv_w is not None else None, battery),
         versions={
             c.id: c.ocpp.protocol if c.ocpp.protocol != "auto" else "1.6" for c in config.chargers
         },
@@ -155,9 +160,14 @@ def live_site(config_path: Path, household_w: float, pv_w: float | None = None) 
 
 @contextlib.asynccontextmanager
 async def running(
-    tmp_path: Path, household_w: float, pv_w: float | None = None, **config: Any
+    tmp_path: Path,
+    household_w: float,
+    pv_w: float | None = None,
+    battery: HomeBattery | None = None,
+    **config: Any,
 ) -> AsyncIterator[Site]:
-    live = live_site(write_config(tmp_path / "gateway.toml", **config), household_w, pv_w)
+    path = write_config(tmp_path / "gateway.toml", **config)
+    live = live_site(path, household_w, pv_w, battery)
     await live.start_meters()
     site = Site(live, Gateway(live.gateway_config(), on_cycle=lambda r: site.reports.append(r)))
     stop = asyncio.Event()
@@ -253,9 +263,11 @@ def test_two_solar_chargers_share_the_surplus_and_it_is_never_given_twice(tmp_pa
             # The second car may start a cycle after the first and ramp behind it: wait
             # until both run and the ramp has brought them level.
             await until(
-                lambda: site.reports
-                and min(site.last_commands().values()) >= 6
-                and len(set(site.last_commands().values())) == 1,
+                lambda: (
+                    site.reports
+                    and min(site.last_commands().values()) >= 6
+                    and len(set(site.last_commands().values())) == 1
+                ),
                 20,
                 lambda: f"both solar cars started and level: {site.last_commands()}",
             )

@@ -123,11 +123,21 @@ def test_status_says_offline_for_an_offline_charger_not_its_last_reason() -> Non
     async def body() -> None:
         async with running() as (server, _):
             state = site_state(updated_unix=time.time())
-            server.publish(replace(state, chargers=(charger(0), charger(1, online=False))))
+            chargers = (
+                charger(0, control_state=1),
+                charger(1, online=False, control_state=5),
+                charger(2, online=False, control_state=3, assumed_a=16.0),
+                charger(3, online=False, control_state=4, assumed_a=8.0),
+                charger(4, control_state=2),
+            )
+            server.publish(replace(state, chargers=chargers))
             code, out, err = await status(server.port)
         assert code == 0, err
         rows = {line.split()[1]: line for line in out.splitlines() if "wallbox-" in line}
         assert rows["wallbox-1"].endswith(" offline")
         assert rows["wallbox-0"].endswith(" solar surplus")
+        assert rows["wallbox-2"].endswith(" offline with a car: counted at 16 A (its last limit)")
+        assert rows["wallbox-3"].endswith(" offline with a car: counted at 8 A (its failsafe)")
+        assert rows["wallbox-4"].endswith(" uncontrolled: its measured draw is fixed load")
 
     run(body)

@@ -46,6 +46,8 @@ def charger(i: int, **kw: Any) -> ChargerState:
         session_wh=12345 + i,
         min_a=6.0,
         max_a=16.0,
+        control_state=1,
+        assumed_a=4.0 + i,  # a codec check: published whatever the state says
     )
     values.update(kw)
     return ChargerState(**values)
@@ -197,6 +199,8 @@ def charger_expected(i: int) -> dict[str, Any]:
         "session_energy": 12345 + i,
         "min_current": 6.0,
         "max_current": 16.0,
+        "control_state": 1,
+        "assumed_current": 4.0 + i,
         "max_current_override": None,
         "enable_override": None,
         "mode_override": None,

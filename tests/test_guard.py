@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gateway.allocation.controller import Controller
 from gateway.allocation.guard import FOLLOW_S, GUARD_MARGIN_A, guard
 from gateway.allocation.timing import ControlSettings, Timing
-from gateway.inputs import charger_inputs, read_site
+from gateway.inputs import charger_inputs, planning_measurements, read_site
 from gateway.model import PHASE_NAMES, Charger, Mode, Reason, Site, Snapshot
 from gateway.sim.ev import EV
 from tests.test_inputs import Live as View
@@ -97,9 +97,10 @@ class Bay:
 
     def receive(self, limit_a: float, now: float) -> None:
         if self.offline_at(now):
-            # Unreachable: it keeps its last limit until the profile lapses, then failsafe.
-            if now - self.sent_at > self.validity_s:
-                self.limit_a = min(self.limit_a, 6.0)
+            # Unreachable: it keeps its last limit until the profile lapses, then its
+            # failsafe current (6 A), higher or lower.
+            if now - self.sent_at >= self.validity_s:
+                self.limit_a = 6.0
         else:
             self.limit_a, self.sent_at = limit_a, now
         offered = (
@@ -242,7 +243,8 @@ def test_the_physical_grid_current_never_stays_over_the_breaker(spec, house, bad
         inputs = read_site(meters, site, now, STALE_S)
         live = {b.config.id: b.view(now) for b in bays}
         chargers = charger_inputs(configured, live, None, meters, now, STALE_S, site.phases)
-        snapshot = Snapshot(site, inputs.measurements, chargers)
+        planned = planning_measurements(inputs.measurements, configured, live, now, site.phases)
+        snapshot = Snapshot(site, planned, chargers)
         state, decision = controller.step(state, snapshot, now, inputs.grid_age_s)
         for b, command in zip(bays, decision.commands, strict=True):
             assert math.isfinite(command.limit_a)

@@ -180,3 +180,51 @@ def test_a_car_on_lines_the_charger_is_not_configured_for_is_counted_on_them():
     c = charger("a", max_a=16, phases=1, phase_map="B")
     (out,) = charger_inputs([c], {"a": Live(draw_a=(10.0, 10.0, 10.0))}, None, (), 0.0, 10, 3)
     assert (out.phases, out.phase_map) == (3, "BCA")
+
+
+def test_an_offline_charger_with_a_car_is_counted_at_its_last_limit_then_its_failsafe():
+    from gateway.allocation.guard import FOLLOW_S
+    from gateway.inputs import ControlState, control_state
+
+    gone = Live(online=False, sent_a=16.0, sent_until_mono=100.0, failsafe_a=8.0)
+    assert control_state(gone, 50.0) == (ControlState.OFFLINE_AT_LIMIT, 16.0)
+    assert control_state(gone, 100.0) == (ControlState.OFFLINE_AT_FAILSAFE, 8.0)
+    # A limit below the failsafe: the failsafe counts from FOLLOW_S before the lapse,
+    # so the other cars have followed their cuts when the charger rises by itself.
+    low = Live(online=False, sent_a=6.0, sent_until_mono=100.0, failsafe_a=10.0)
+    assert control_state(low, 100.0 - FOLLOW_S - 0.1) == (ControlState.OFFLINE_AT_LIMIT, 6.0)
+    assert control_state(low, 100.0 - FOLLOW_S) == (ControlState.OFFLINE_AT_LIMIT, 10.0)
+    never_acknowledged = Live(online=False, failsafe_a=8.0)
+    assert control_state(never_acknowledged, 0.0) == (ControlState.OFFLINE_AT_FAILSAFE, 8.0)
+    for view, state in (
+        (Live(), ControlState.CONTROLLED),
+        (Live(uncontrolled=True), ControlState.UNCONTROLLED),
+        (Live(online=False, uncontrolled=True), ControlState.UNCONTROLLED),
+        (Live(online=False, status="Available", sent_a=16.0), ControlState.OFFLINE),
+        (None, ControlState.OFFLINE),
+    ):
+        found, amps = control_state(view, 50.0)
+        assert found is state and math.isnan(amps), view
+
+
+def test_the_grid_is_planned_with_what_an_offline_charger_may_still_draw():
+    from gateway.inputs import planning_measurements
+    from gateway.model import Measurements
+
+    m = Measurements(grid_current_a=(20.0, 20.0, 20.0))
+    c = charger("a", max_a=16, phases=3)
+    one = charger("b", max_a=16, phases=1, phase_map="B")
+    # Its car draws 10 A of the 16 A it may take: 6 A more may come, on each of its lines.
+    gone = Live(online=False, draw_a=(10.0, 10.0, 10.0), sent_a=16.0, sent_until_mono=100.0)
+    planned = planning_measurements(m, [c], {"a": gone}, 50.0, 3)
+    assert planned.grid_current_a == (26.0, 26.0, 26.0)
+    # Drawing its limit: all of it is in the grid reading already, nothing is added.
+    at_limit = Live(online=False, draw_a=(16.0, 16.0, 16.0), sent_a=16.0, sent_until_mono=100.0)
+    assert planning_measurements(m, [c], {"a": at_limit}, 50.0, 3) is m
+    # A 1-phase charger on B that reported L1 only (unknown lines count as 0).
+    one_gone = Live(online=False, draw_a=(0.0, 0.0, 0.0), sent_a=0.0, failsafe_a=6.0)
+    planned = planning_measurements(m, [c, one], {"a": at_limit, "b": one_gone}, 50.0, 3)
+    assert planned.grid_current_a == (20.0, 26.0, 20.0)
+    # Online again, or never with a car: the grid as measured.
+    for view in (Live(), Live(online=False, status="Available", sent_a=16.0)):
+        assert planning_measurements(m, [c], {"a": view}, 50.0, 3) is m

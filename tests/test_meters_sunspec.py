@@ -116,3 +116,40 @@ def test_non_sunspec_device_and_missing_model_are_reported():
             assert "models found (1, 103)" in (by_name(meters, "nobattery").error or "")
 
     asyncio.run(scenario())
+
+
+def test_a_bus_task_that_fails_is_logged_once_restarted_and_its_meter_reads_as_failed(caplog):
+    """A scale factor of 10^400 (a device answering garbage where the SF belongs) makes
+    the decoder raise inside the bus task. The task must not end silently: one log line
+    with the bus, the meter reads as failed (its values age: stale data, failsafe), the
+    task restarts with backoff and reads again once the device answers sensibly."""
+
+    async def scenario():
+        models = [(1, {}), (203, GRID)]
+        good = chain(40000, models, sf=-1)
+        # The meter model's scale factor registers (after "SunS", model 1) read 400.
+        at = 40000 + 2 + 2 + LENGTHS[1]
+        layout = next(m.layout for m in builtin("sunspec").sunspec_models if 203 in m.ids)
+        sfs = {r.moved(at).scale_sf for r in layout.registers} - {None}
+        bad = good | dict.fromkeys(sfs, 400)
+        bus = ServedBus([Unit(1, bad)])
+        port = await bus.start_tcp()
+        config = meter("grid", "sunspec", tcp(port), role="grid", interval_s=0.05)
+        async with polling([config], bus) as meters:
+            await wait_until(lambda: "poll task failed" in (by_name(meters, "grid").error or ""))
+            failed_at = len(bus.units[1].requests)
+            await wait_until(lambda: len(bus.units[1].requests) > failed_at, 5)  # restarted
+            grid = by_name(meters, "grid")
+            assert not grid.ok and "poll task failed" in grid.error
+            assert grid.values == {}  # nothing believed from it
+            for address, word in good.items():
+                if bad.get(address) != word:
+                    await bus.set(1, address, [word])
+            await wait_until(lambda: by_name(meters, "grid").ok, timeout=15)
+            assert values_of(meters, "grid")["current_l3_a"] == pytest.approx(2.5)
+
+    with caplog.at_level("DEBUG", logger="gateway.meters"):
+        asyncio.run(scenario())
+    failed = [r for r in caplog.records if "poll task failed; restarting" in r.getMessage()]
+    assert len(failed) == 1 and "tcp" in failed[0].getMessage().lower()
+    assert failed[0].exc_info is not None  # the traceback, once

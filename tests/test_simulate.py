@@ -129,6 +129,16 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path: Path):
             '12:20"\nenergy_kwh = 2\nwheels = 4',
             ":38: sessions[1].wheels: unknown key",
         ),
+        (
+            '12:20"\nenergy_kwh = 2',
+            '12:20"\nenergy_kwh = 2\nbehaviour = "wild"',
+            ":38: sessions[1].behaviour: must be one of obeys, ignores_limits, offline",
+        ),
+        (
+            '12:20"\nenergy_kwh = 2',
+            '12:20"\nenergy_kwh = 2\nbehaviour = "offline"\noffline_at = "12:30"',
+            ":33: sessions[1].online_at: must be after offline_at",
+        ),
     ],
 )
 def test_bad_scenario_files_exit_2_naming_file_line_and_key(tmp_path: Path, cli, old, new, where):
@@ -163,7 +173,7 @@ def test_the_shipped_scenarios_load():
             load_scenario(path)
         except TomlError as exc:  # pragma: no cover - the message is the point
             pytest.fail(str(exc))
-    assert len(list(SCENARIOS.glob("*.toml"))) == 3
+    assert len(list(SCENARIOS.glob("*.toml"))) == 4
 
 
 def test_evening_four_cars_never_overload_the_fuse_beyond_one_reaction():
@@ -285,3 +295,30 @@ def test_config_errors_name_both_files(tmp_path: Path, cli, config, scenario_ext
     assert result.returncode == 2
     expected = where.format(config=tmp_path / "gateway.toml")
     assert result.stderr.startswith(f"error: {path}{expected}"), result.stderr
+
+
+def test_guard_at_work_cuts_the_others_and_stays_within_the_guards_bound():
+    """A charger that ignores its limits, then one that drops off the network: the
+    physical grid is over the breaker at most for the guard's bound with a disobeying
+    charger (docs/controller.md: 2 cycles + FOLLOW_S + the car's lag)."""
+    from gateway.allocation.guard import FOLLOW_S
+    from gateway.sim.series import parse_time
+
+    scenario = load_scenario(SCENARIOS / "guard-at-work.toml")
+    result = simulate(scenario, trace=True)
+    lag = max(s.lag_s for s in scenario.sessions)
+    bound = 2 * scenario.cycle_s + FOLLOW_S + lag
+    assert max(e.longest_s for e in result.tally.phases) <= bound
+    trace = result.trace
+    ids = [c.id for c in scenario.chargers]
+    garage, drive = ids.index("garage"), ids.index("drive")
+    at = {t: i for i, t in enumerate(trace.times)}
+    # The garage charger draws its max whatever it is sent; the guard cuts the others.
+    ignoring = [i for t, i in at.items() if parse_time("17:30") <= t < parse_time("18:00")]
+    assert all(trace.draw_a[i][garage] == 16.0 for i in ignoring)
+    assert any(r.startswith("guard: ") for i in ignoring for r in trace.reason[i])
+    # Offline from 18:20: its last limit for 120 s, then its failsafe 6 A, whatever it
+    # is sent; back under control from 18:40.
+    held = trace.draw_a[at[parse_time("18:20:10")]][drive]
+    assert held > 6.0 and trace.draw_a[at[parse_time("18:21:50")]][drive] == held
+    assert trace.draw_a[at[parse_time("18:25")]][drive] == 6.0

@@ -77,6 +77,8 @@ def charger_values(slot: int, c: ChargerState) -> dict[str, Any]:
         "session_energy": c.session_wh,
         "min_current": c.min_a,
         "max_current": c.max_a,
+        "control_state": c.control_state,
+        "assumed_current": c.assumed_a,
     }
 
 

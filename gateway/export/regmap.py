@@ -22,7 +22,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-MAP_VERSION = (1, 1)
+MAP_VERSION = (1, 2)
 MARKER = "EVGW"
 SIGN_CONVENTION = 1
 CHARGER_BASE = 1000

@@ -32,6 +32,8 @@ class ChargerState:
     session_wh: float | None = None
     min_a: float = NAN
     max_a: float = NAN
+    control_state: int = 0  # gateway.inputs.ControlState
+    assumed_a: float = NAN  # counted for it while out of control (NaN: its draw is measured)
 
     @property
     def status_code(self) -> int:

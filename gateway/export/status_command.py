@@ -145,6 +145,21 @@ def _site_lines(s: dict[str, Any], c: dict[str, Any]) -> list[str]:
     ]
 
 
+def control_text(ch: dict[str, Any]) -> str:
+    """What the reason column says of a charger the gateway does not control ("" if it does).
+
+    An offline charger's last reason would read as if it were live."""
+    state = ch["control_state"]
+    assumed = fmt(ch["assumed_current"], "A")
+    if state == 2:
+        return "uncontrolled: its measured draw is fixed load"
+    if state == 3:
+        return f"offline with a car: counted at {assumed} (its last limit)"
+    if state == 4:
+        return f"offline with a car: counted at {assumed} (its failsafe)"
+    return "offline" if state == 5 or ch["online"] == 0 else ""
+
+
 def _charger_lines(chargers: list[dict[str, Any]]) -> list[str]:
     from gateway.model import STATUSES, Mode, Reason
 
@@ -191,8 +206,7 @@ def _charger_lines(chargers: list[dict[str, Any]]) -> list[str]:
                     fmt(ch["power"]),
                     fmt(ch["session_energy"]),
                     " ".join(o for o in override if o) or "-",
-                    # An offline charger's last reason would read as if it were live.
-                    "offline" if ch["online"] == 0 else reasons.get(ch["reason"], "-"),
+                    control_text(ch) or reasons.get(ch["reason"], "-"),
                 )
             )
         )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from gateway.meters.bus import Bus, Device, Reading
+from gateway.meters.bus import MAX_BACKOFF_S, Bus, Device, Reading
 from gateway.meters.config import MeterConfig
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,37 @@ class MeterSet:
     async def start(self) -> None:
         for bus in self.buses:
             name = f"meters {bus.connection.describe()}"
-            self._tasks.append(asyncio.create_task(bus.run(), name=name))
+            self._tasks.append(asyncio.create_task(self._supervise(bus), name=name))
             log.info("polling %d meter(s) on %s", len(bus.devices), bus.connection.describe())
+
+    async def _supervise(self, bus: Bus) -> None:
+        """Keep one bus polled for good.
+
+        A bus task that meets an exception nobody expected (a bug, or a device answering
+        what the decoder cannot take) must not end silently: that would leave the last
+        values standing with "meters ok" true. It is logged once per episode with the
+        bus, its devices read as failed meanwhile (their values age, so stale data puts
+        the chargers at their failsafe), and the task restarts with backoff.
+        """
+        loop = asyncio.get_running_loop()
+        where = bus.connection.describe()
+        failures = 0
+        while True:
+            started = loop.time()
+            try:
+                await bus.run()
+            except Exception as exc:  # anything: the bus must go on
+                if loop.time() - started > MAX_BACKOFF_S:
+                    failures = 0  # it polled well for a while: a new episode
+                failures += 1
+                delay = min(0.5 * 2 ** (failures - 1), MAX_BACKOFF_S)
+                if failures == 1:
+                    log.exception("bus %s: poll task failed; restarting with backoff", where)
+                else:
+                    log.debug("bus %s: poll task failed again (%r)", where, exc)
+                for d in bus.devices:
+                    d.record({}, [f"poll task failed: {exc!r}"])
+                await asyncio.sleep(delay)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -17,7 +17,7 @@ from gateway.model import Site
 from gateway.schema import SchemaError, Table
 from gateway.sim.chargepoint import QUIRKS
 from gateway.sim.series import Series, read_series, read_time
-from gateway.sim.site import HomeBattery, Session
+from gateway.sim.site import BEHAVIOURS, HomeBattery, Session
 from gateway.tomlfile import TomlError, read_toml
 
 
@@ -138,7 +138,8 @@ def _session(t: Table, chargers: tuple[ChargerConfig, ...], ids: list[str]) -> S
     charger_id = t.string("charger")
     if charger_id not in ids:
         raise SchemaError(t.at("charger"), f"no charger with id {charger_id!r}")
-    charger = chargers[ids.index(charger_id)].charger
+    configured = chargers[ids.index(charger_id)]
+    charger = configured.charger
     arrive = read_time(t, "arrive")
     leave = read_time(t, "leave")
     if leave <= arrive:
@@ -155,7 +156,22 @@ def _session(t: Table, chargers: tuple[ChargerConfig, ...], ids: list[str]) -> S
         max_a=t.number("max_a", 32.0, lo=0),
         lag_s=t.number("lag_s", 5.0, lo=0, hi=60),
         quirks=_quirks(t),
+        **_behaviour(t, arrive, leave, configured.failsafe_a),
     )
+
+
+def _behaviour(t: Table, arrive: float, leave: float, failsafe_a: float) -> dict:
+    """The charger's behaviour during the session (`docs/simulation.md`)."""
+    behaviour = t.string("behaviour", "obeys")
+    if behaviour not in BEHAVIOURS:
+        raise SchemaError(t.at("behaviour"), f"must be one of {', '.join(BEHAVIOURS)}")
+    if behaviour != "offline":
+        return {"behaviour": behaviour}
+    offline = read_time(t, "offline_at", arrive)
+    online = read_time(t, "online_at", leave)
+    if online <= offline:
+        raise SchemaError(t.at("online_at"), "must be after offline_at")
+    return {"behaviour": behaviour, "offline_s": (offline, online), "failsafe_a": failsafe_a}
 
 
 def _quirks(t: Table) -> frozenset[str]:

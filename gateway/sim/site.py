@@ -31,9 +31,21 @@ class Session:
     phases: int = 3
     max_a: float = 32.0
     lag_s: float = 5.0
+    # How its charger behaves while this car is there (`docs/simulation.md`):
+    # "obeys", "ignores_limits" (offers the car its max whatever it is sent) or
+    # "offline" (unreachable during `offline_s`, from and until: it keeps its last limit
+    # for VALIDITY_S, then falls back to `failsafe_a`, and the gateway sees nothing).
+    behaviour: str = "obeys"
+    offline_s: tuple[float, float] = (0.0, 0.0)
+    failsafe_a: float = 0.0
     # Named firmware behaviours of its simulated charge point (`demo`, live runs; see
     # gateway.sim.chargepoint.QUIRKS); the offline model has no OCPP to show them.
     quirks: frozenset[str] = frozenset()
+
+
+BEHAVIOURS = ("obeys", "ignores_limits", "offline")
+# How long an unreachable charger keeps its last limit: the default `[ocpp] validity_s`.
+VALIDITY_S = 120.0
 
 
 @dataclass(slots=True)
@@ -70,10 +82,22 @@ class Bay:
         self.session: Session | None = None
         self.ev: EV | None = None
         self.limit_a = 0.0
+        self.sent_at = 0.0  # when the charger last received a limit
+        self.now = 0.0
         self.delivered_wh = 0.0  # by cars that have left
         self._seen = charger
 
+    @property
+    def offline(self) -> bool:
+        s = self.session
+        return (
+            s is not None
+            and s.behaviour == "offline"
+            and s.offline_s[0] <= self.now < s.offline_s[1]
+        )
+
     def advance(self, now: float, volts: float) -> None:
+        self.now = now
         ev = self.ev
         if ev is not None:
             ev.advance(now, volts)
@@ -94,16 +118,27 @@ class Bay:
                 self.ev.offer(self.limit_a, now)
 
     def seen(self, lines: tuple[float, float, float]) -> Charger:
-        """The charger as the gateway sees it now (status and draw)."""
+        """The charger as the gateway sees it now (status and draw; an offline one as
+        the hub's inputs give it: Unavailable, nothing of its draw subtracted)."""
         status = self.status
+        if self.offline:
+            status, lines = "Unavailable", (0.0, 0.0, 0.0)
         if status != self._seen.status or lines != self._seen.draw_a:
             self._seen = replace(self.charger, status=status, draw_a=lines)
         return self._seen
 
     def offer(self, limit_a: float, now: float) -> None:
-        self.limit_a = limit_a
+        if self.offline:
+            # Unreachable: the last limit holds until its profile lapses, then failsafe.
+            if now - self.sent_at >= VALIDITY_S and self.session is not None:
+                self.limit_a = self.session.failsafe_a
+        else:
+            self.limit_a, self.sent_at = limit_a, now
         if self.ev is not None:
-            self.ev.offer(limit_a, now)
+            offered = self.limit_a
+            if self.session is not None and self.session.behaviour == "ignores_limits":
+                offered = self.charger.max_a
+            self.ev.offer(offered, now)
 
     @property
     def status(self) -> str:
@@ -181,9 +216,16 @@ class Premises:
         self._last_t = now
         household = self.household_w(now)
         pv = max(0.0, self.pv.at(now)[0]) if self.pv is not None else 0.0
+        # The inverter's whole output (PV + battery discharge) is capped at its max_w.
+        inverter = self.site.inverter
+        cap_w = inverter.max_w if inverter is not None and inverter.max_w is not None else None
+        if cap_w is not None:
+            pv = min(pv, cap_w)
         battery_w = 0.0
         if self.battery is not None:
             self.battery.settle(sum(household) + sum(ev_a) * volts - pv)
+            if cap_w is not None:
+                self.battery.power_w = min(self.battery.power_w, cap_w - pv)
             battery_w = self.battery.power_w
         source_a = (pv + battery_w) / volts / n
         grid = tuple(household[p] / volts + ev_a[p] - source_a for p in range(n))
