@@ -132,9 +132,11 @@ def test_an_uncontrolled_charger_is_fixed_load_and_shown_as_such(tmp_path, caplo
         async with running(tmp_path, household_w=per_phase_w(2), ramp=2) as site:
             point = site.live.station("c2").point
             point.quirks.add("ignores_limits")
-            # As the OCPP obedience check finds it (its control task publishes the state).
+            # As the OCPP obedience check finds it: in its control machine, and published
+            # at once (the control task publishes the machine's state at its next step).
             machine = site.gateway.central._machines["c2"]
             machine.uncontrolled, machine.backoff_s = DISOBEYS, 60.0
+            site.gateway.central._live["c2"].uncontrolled = True
             watch = Overload(site)
             await until(
                 lambda: near(site.limits(), {"c1": 7, "c2": 16}) and point.ev.draw_a == 16,
@@ -147,6 +149,7 @@ def test_an_uncontrolled_charger_is_fixed_load_and_shown_as_such(tmp_path, caplo
             assert (await charger_registers(site, 1))[0] == 2  # uncontrolled
             assert (await charger_registers(site, 0))[0] == 1
             machine.uncontrolled = None
+            site.gateway.central._live["c2"].uncontrolled = False
             seen = len(site.reports)
             await until(lambda: len(site.reports) > seen + 1, 5, "two cycles since")
             assert (await charger_registers(site, 1))[0] == 1

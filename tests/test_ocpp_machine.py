@@ -16,7 +16,6 @@ from gateway.ocpp.machine import (
     BACKOFF_MAX_S,
     DISOBEYS,
     REFUSES,
-    START_READING_S,
     Machine,
     Seen,
     Send,
@@ -181,23 +180,6 @@ def test_no_car_no_check_and_one_reading_counts_once() -> None:
     for _ in range(5):
         m.observe(140.0, Seen(reading_at=140.0, car=True, measured_a=32))
     assert m.obeys and m.strikes == 1
-
-
-def test_a_charging_start_asks_for_meter_values_once_the_car_followed() -> None:
-    m = machine()
-    accept(m, 0.0, wish(10, 0.0))
-    m.started_charging(0.0, Seen(charging=False))
-    assert not m.reading_due(100.0)
-    m.started_charging(10.0, Seen(charging=True))
-    assert m.next_due(10.0) == pytest.approx(START_READING_S)
-    assert not m.reading_due(10.0 + START_READING_S - 0.1)
-    assert m.reading_due(10.0 + START_READING_S)
-    assert not m.reading_due(20.0)  # once
-    m.started_charging(20.0, Seen(charging=True))
-    assert not m.reading_due(30.0)  # still the same session
-    m.connected()  # a reconnect: a session found charging counts as a start
-    m.started_charging(40.0, Seen(charging=True))
-    assert m.reading_due(40.0 + START_READING_S)
 
 
 def test_a_backward_wall_clock_step_changes_no_timing() -> None:

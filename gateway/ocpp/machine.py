@@ -41,8 +41,6 @@ REFUSALS = ("Rejected", "NotImplemented", "NotSupported")
 BACKOFF_MAX_S = 600.0
 # Profile ids of connector n > 1: the layer's id + (n - 1) x this.
 CONNECTOR_ID_STEP = 100
-# A car follows a new offer within this (IEC 61851): then its first reading shows its draw.
-START_READING_S = 5.0
 REFUSES = "refuses every profile"
 DISOBEYS = "ignores its limit"
 
@@ -70,7 +68,6 @@ class Seen:
     session_age_s: float | None = None  # None: no session in progress
     reading_at: float | None = None  # when the last MeterValues arrived
     car: bool = False  # a car is connected (an active status)
-    charging: bool = False
     cars: int = 0  # connectors with a car
     last_connector: int = 0  # the highest connector / EVSE id it told a status for
     measured_a: float = 0.0  # the highest line current or offer in the last reading
@@ -112,8 +109,6 @@ class Machine:
         self.uncontrolled: str | None = None  # REFUSES | DISOBEYS
         self.backoff_s = 0.0
         self.problem = ""
-        self.was_charging = False
-        self.reading_wanted_at: float | None = None
         self.notes: list[tuple[int, str]] = []
 
     def note(self, level: int, text: str) -> None:
@@ -132,8 +127,6 @@ class Machine:
         self.reinstall = False
         self.strikes = 0
         self.checked_reading = None
-        self.was_charging = False
-        self.reading_wanted_at = None
 
     def choose(
         self,
@@ -304,25 +297,9 @@ class Machine:
             due = now + self.cfg.refresh_s  # the hub's next wish wakes us sooner
         else:
             due = self.sent_at + self.cfg.refresh_s
-        if self.reading_wanted_at is not None:
-            due = min(due, self.reading_wanted_at)
         return max(0.05, due - now)
 
     # What the charger does.
-
-    def started_charging(self, now: float, seen: Seen) -> None:
-        """A car started charging: its draw counts as household load until its first
-        reading, so ask for one once the car has followed the offer (`START_READING_S`)."""
-        if seen.charging and not self.was_charging:
-            self.reading_wanted_at = now + START_READING_S
-        self.was_charging = seen.charging
-
-    def reading_due(self, now: float) -> bool:
-        """True once, when it is time to ask for that reading."""
-        if self.reading_wanted_at is None or now < self.reading_wanted_at:
-            return False
-        self.reading_wanted_at = None
-        return True
 
     def expected_a(self, now: float) -> float:
         """What the charger should offer now: the dynamic layer while it lasts."""
