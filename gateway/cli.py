@@ -1,7 +1,8 @@
 """`evse-gateway COMMAND ...`: one table of commands, each in the module that owns it.
 
 A command module provides `add_arguments(parser)` and `run(args) -> int`, and keeps its
-heavy imports (pymodbus, websockets) inside `run`, so every command starts fast on a Pi.
+heavy imports (pymodbus, websockets) inside `run`, so every command starts fast on a Pi;
+a command run imports no other command's module.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser, or (`only`) that command's arguments alone: a command run
+    imports only its own module, and `--help` imports them all."""
     parser = argparse.ArgumentParser(
         prog="evse-gateway",
         description="Keeps a site's EV chargers inside the fuse and on solar.",
@@ -40,12 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         command.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(command)
+        if only is None or only == name:
+            importlib.import_module(module).add_arguments(command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    only = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(only).parse_args(argv)
     try:
         return int(importlib.import_module(args._module).run(args))
     except (TomlError, SchemaError) as exc:

@@ -10,7 +10,7 @@ import os
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -138,6 +138,8 @@ def read_config(top: Table, path: str) -> Config:
         )
     ids = tuple(str(t.data.get("id")) for t in tables)
     meters = part(lambda: read_meters(top, path, ids))
+    if site is not None and site.battery is not None and any(m.control for m in meters or ()):
+        site = replace(site, battery=replace(site.battery, held=True))
     if control is not None and control.stale_after_s < 2 * control.cycle_s:
         errors.append(
             SchemaError("control.stale_after_s", "must be at least twice control.cycle_s")
@@ -189,6 +191,7 @@ def describe(
     ]
     lines += [
         f"meter {m.name}: {m.role} ({m.model}) on {m.connection.describe()} unit {m.unit_id}"
+        + (", battery hold (control = true)" if m.control else "")
         for m in config.meters
     ]
     port = config.ocpp.port if ocpp_port is None else ocpp_port

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.daemon")
 DEFAULT_CONFIG = "/etc/evse-gateway/config.toml"
+RELEASE_TIMEOUT_S = 3.0  # a battery release on stop waits this long for the device
 
 
 class Gateway:
@@ -69,6 +70,7 @@ class Gateway:
             clock=clock,
             on_cycle=self._cycle_done,
             settings=self.settings,
+            holds=self.meters.controls,
         )
         self._on_cycle = on_cycle
         self.sessions = SessionLog(config.state.dir, config.state.session_days)
@@ -121,7 +123,28 @@ class Gateway:
             await self.stop()
             raise
 
+    async def release_battery(self) -> None:
+        """Release a held battery before the meters stop (the cycle has already ended)."""
+        for hold in self.meters.controls:
+            last = hold.last
+            if not self.meters.running or (last is not None and last.ok and last.limit_w is None):
+                continue  # nothing polls the bus, or it is released already
+            try:
+                released = await hold.release(RELEASE_TIMEOUT_S)
+            except TimeoutError:
+                released = False
+            if not released:
+                log.warning(
+                    "battery %s: could not release it on stop (%s); %s",
+                    hold.name,
+                    hold.error or "no answer",
+                    "its own expiry ends the hold"
+                    if hold.control.expiry_s is not None
+                    else "the next start releases it",
+                )
+
     async def stop(self) -> None:
+        await self.release_battery()
         await self.meters.stop()
         self.sessions.stop(self.tracker.open.values())  # rows left open: continued next start
         if self.mqtt is not None:
@@ -175,6 +198,8 @@ class Gateway:
         self.hub.config = new
         # The controller is stateless (its state lives in the hub): rebuild it.
         self.hub.controller = Controller.for_chargers(new.control, new.chargers)
+        for hold in self.meters.controls:
+            hold.request(None)  # released; the next cycle decides again under the new config
         log.info("reload: charger settings applied")
         return True
 
@@ -182,6 +207,13 @@ class Gateway:
         ports = (self.central.port, self.export.port if self.export is not None else None)
         lines = [f"evse-gateway {__version__}, config {self.config.path}"]
         lines += describe(self.config, *ports)
+        for hold in self.meters.controls:
+            expiry = hold.control.expiry_s
+            lines.append(
+                f"battery hold on meter {hold.name}: re-written every {hold.rewrite_s:g} s, "
+                + (f"device expiry {expiry:g} s" if expiry is not None else "no device expiry")
+                + ("" if hold.control.verified else "; its registers are UNVERIFIED on a device")
+            )
         if self.web is not None:
             lines.append(f"owner's page: {self.page_url()}")
         if self.mqtt is not None:

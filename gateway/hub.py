@@ -25,9 +25,10 @@ from gateway.allocation.controller import (
     ExternalLimit,
     limited_site,
 )
+from gateway.allocation.hold import Written, due, hold_limit
 from gateway.config import Config
 from gateway.export.state import ChargerState as ExportCharger
-from gateway.export.state import ExportState
+from gateway.export.state import ExportState, HoldState
 from gateway.inputs import (
     ChargerView,
     ControlState,
@@ -59,6 +60,19 @@ class ChargerPort(Protocol):
     def states(self) -> Mapping[str, LiveCharger]: ...
 
     def set_limit(self, charger_id: str, amps: float) -> None: ...
+
+
+class BatteryHoldPort(Protocol):
+    """A battery's writable discharge control (`gateway.meters.control.BatteryControl`)."""
+
+    rewrite_s: float
+    last: Written | None
+    busy: bool
+    writes: int
+    failures: int
+    result: int
+
+    def request(self, limit_w: float | None) -> bool: ...
 
 
 class SettingsPort(Protocol):
@@ -115,8 +129,10 @@ class Hub:
         wall_clock: Callable[[], float] = time.time,
         on_cycle: Callable[[CycleReport], None] | None = None,
         settings: SettingsPort | None = None,
+        holds: Sequence[BatteryHoldPort] = (),
     ) -> None:
         self.config = config
+        self.holds = holds  # the battery hold's writers (meters with control = true)
         self.settings = settings  # the owner's runtime settings, under the Modbus overrides
         self.controller = controller
         self.meters = meters
@@ -172,6 +188,8 @@ class Hub:
         )
         for command in decision.commands:
             self.chargers.set_limit(command.id, command.limit_a)
+        if self.holds:
+            self._hold_battery(snapshot, inputs, decision, now)
         self.cycles += 1
         self._log_changes(decision)
         if self._last_summary is None or now - self._last_summary >= self.summary_every_s:
@@ -233,6 +251,38 @@ class Hub:
                 log.warning("%s", control_note(c, state, amps, view.failsafe_a if view else 0.0))
             elif was.episode and state is ControlState.CONTROLLED:
                 log.info("charger %s is controlled again", c.id)
+    def _hold_battery(
+        self, snapshot: Snapshot, inputs: SiteInputs, decision: Decision, now: float
+    ) -> None:
+        """Hold the home battery while cars that the policy keeps off it may charge."""
+        allowed = {c.id for c in decision.commands if c.limit_a > 0}
+        modes = [c.mode for c in snapshot.chargers if c.id in allowed]
+        m = snapshot.measurements
+        # What the house draws beyond its PV: the battery keeps covering that while held.
+        cars_w = sum(sum(c.draw_a) for c in snapshot.chargers) * self.config.site.voltage_v
+        house_w = inputs.grid_power_w + (m.battery_power_w or 0.0) - cars_w
+        battery, failsafe = self.config.site.battery, decision.failsafe
+        limit = hold_limit(battery, m.battery_soc, modes, failsafe, house_w)
+        for hold in self.holds:
+            if not hold.busy and due(hold.last, limit, now, hold.rewrite_s):
+                hold.request(limit)
+
+    def _hold_state(self) -> HoldState:
+        if not self.holds:
+            return HoldState()
+        hold = self.holds[0]  # the config allows one
+        last = hold.last
+        if last is not None and not last.ok:
+            state = 3
+        else:
+            state = 2 if last is not None and last.limit_w is not None else 1
+        return HoldState(
+            state=state,
+            result=hold.result,
+            limit_w=last.limit_w if state == 2 and last is not None else math.nan,
+            writes=hold.writes,
+            failures=hold.failures,
+        )
 
     def _log_changes(self, decision: Decision) -> None:
         """One line per limit change; meters and the controller log their own transitions."""
@@ -324,6 +374,7 @@ class Hub:
             current_limit_a=in_force.main_breaker_a,
             power_limit_w=_nan(in_force.max_import_w),
             chargers=tuple(chargers),
+            battery_hold=self._hold_state(),
         )
 
     # -- the loop ---------------------------------------------------------------------

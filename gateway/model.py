@@ -54,6 +54,13 @@ class Distribution(StrEnum):
     OPTIMIZED = "optimized"
 
 
+class Metering(StrEnum):
+    """How the grid meter bills: per phase, or net over the phases ("saldierend")."""
+
+    PER_PHASE = "per_phase"
+    NET = "net"
+
+
 class Reason(Enum):
     """Why a charger got what it got. The code is public (Modbus registers)."""
 
@@ -74,6 +81,8 @@ class Reason(Enum):
     NO_EXCESS = (11, "export below excess threshold")
     NO_CAPACITY = (12, "breaker cannot carry the minimum")
     SHARED = (13, "sharing capacity")
+    BATTERY_BELOW_MIN = (14, "battery below soc_min")
+    BATTERY_WOULD_DISCHARGE = (15, "battery would discharge for this car")
     # Set by the controller (gateway.allocation.controller), not the allocator.
     FAILSAFE_STALE = (20, "failsafe: meter data stale")
     START_DELAY = (21, "waiting to start")
@@ -96,6 +105,9 @@ class Battery:
     supply_modes: frozenset[Mode] = frozenset({Mode.STANDARD, Mode.ECO})
     assist_soc: float | None = None
     assist_w: float = 0.0
+    # The gateway can hold it through its inverter (a battery meter with control = true):
+    # a car the policy keeps off it then charges from the grid instead of waiting.
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +133,9 @@ class Site:
     distribution: Distribution = Distribution.PRIORITY
     excess_threshold_w: float = 13000.0
     allow_grid_charging: bool = True
+    # Net: the surplus and the excess are the sum over the phases (the breaker stays
+    # per phase).
+    metering: Metering = Metering.PER_PHASE
     battery: Battery | None = None
     inverter: Inverter | None = None
     circuits: tuple[Circuit, ...] = ()

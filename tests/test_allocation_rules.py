@@ -23,14 +23,14 @@ def test_standard_uses_battery_discharge_above_soc_min_only():
     assert amps(run(s, (4,), c, soc=10, battery_w=0)) == [6]
 
 
-def test_battery_charge_counts_as_surplus_at_target_and_discharge_above_it():
+def test_battery_charge_counts_as_surplus_at_target_but_its_discharge_never():
     s = site(battery=BATTERY)
     solar = charger("s", "solar", max_a=32)
     # No export; the battery charges 4140 W = 18 A = 6 A per phase.
     assert amps(run(s, (0, 0, 0), solar, soc=79, battery_w=-4140)) == [0]
     assert amps(run(s, (0, 0, 0), solar, soc=80, battery_w=-4140)) == [6]
-    # Above target its discharge potential (another 18 A) is surplus too.
-    assert amps(run(s, (0, 0, 0), solar, soc=90, battery_w=-4140)) == [12]
+    # Above target its discharge potential is not the sun's (issue #13: it was).
+    assert amps(run(s, (0, 0, 0), solar, soc=90, battery_w=-4140)) == [6]
 
 
 def test_symmetric_and_asymmetric_inverters_shape_the_surplus():

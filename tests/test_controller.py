@@ -175,7 +175,7 @@ def test_minimum_pause_after_a_stop():
     assert (run.state.chargers["c1"].starts, run.state.chargers["c1"].stops) == (2, 1)
 
 
-def test_excess_hold_is_refreshed_while_export_plus_own_minimum_exceeds_the_threshold():
+def test_excess_hold_runs_out_once_export_plus_own_draw_stays_below_the_threshold():
     s = site(phases=1, excess_threshold_w=2300)
     c = charger("c1", mode="excess", phases=1, phase_map="A")
     run = Run(s, c, timing=replace(NONE, excess_hold_s=900))
@@ -183,16 +183,28 @@ def test_excess_hold_is_refreshed_while_export_plus_own_minimum_exceeds_the_thre
     # The car draws 8 A: export 10 A (2300 W) is not above the threshold any more...
     d = run.step(1, (-10,), draw_a=(8.0, 0, 0))
     assert d.commands[0].limit_a == 8.0  # ...but the allocator counts the car's own draw
-    # The car pauses; export 6 A (1380 W) is below the threshold, but with the car's own
-    # minimum (1380 W) it would be above: the hold is refreshed.
-    for t in (2, 500, 1400):
-        d = run.step(t, (-6,))
+    # At its minimum (1380 W) with 2 A (460 W) exported, the sum is below the threshold:
+    # the hold is not renewed (before issue #13 the car's minimum was added to export
+    # clamped at 0, so a car whose minimum exceeds the threshold was held for ever).
+    for t in (2, 500, 900):
+        d = run.step(t, (-2,), draw_a=(6.0, 0, 0))
         assert (d.commands[0].limit_a, d.commands[0].reason) == (6.0, Reason.EXCESS_HOLD)
-    assert d.commands[0].detail == "excess: holding 6 A for 900 s"
-    # Export 3 A (690 W) + 1380 W is not above 2300 W: the hold runs out 900 s later.
-    assert run.limit(1500, (-3,)) == 6.0
-    assert run.limit(2299, (-3,)) == 6.0
-    assert run.limit(2300, (-3,)) == 0.0
+    assert d.commands[0].detail == "excess: holding 6 A for 1 s"
+    assert run.limit(901, (-2,), draw_a=(6.0, 0, 0)) == 0.0
+
+
+def test_an_excess_hold_never_imports():
+    s = site(phases=1, excess_threshold_w=2300)
+    run = Run(
+        s,
+        charger("c1", mode="excess", phases=1, phase_map="A"),
+        timing=replace(NONE, excess_hold_s=900),
+    )
+    assert run.started(0, (-18,)) == 8.0
+    assert run.limit(1, (0.0,), draw_a=(6.0, 0, 0)) == 6.0  # export 0: held
+    d = run.step(2, (1.0,), draw_a=(6.0, 0, 0))  # 230 W from the grid for the car
+    assert d.commands[0].limit_a == 0.0
+    assert d.commands[0].detail == "excess: stopped, the site would import for it"
 
 
 def test_battery_soc_hysteresis_band():
@@ -200,10 +212,10 @@ def test_battery_soc_hysteresis_band():
     s = site(battery=BATTERY)
     run = Run(s, charger("c1", mode="solar"))
     assert run.limit(0, EXPORT_9, soc=78) == 0.0  # rising: below target
-    # Above target (80 - 3 while "above") the battery's discharge counts as surplus too.
-    assert run.limit(2, EXPORT_9, soc=80) == 15.0
-    assert run.limit(3, EXPORT_9, soc=78) == 15.0  # falling: still "above"
-    assert run.limit(4, EXPORT_9, soc=77) == 9.0  # at the lowered target: export only
+    # At target the export is Solar's (the battery's discharge never is, issue #13).
+    assert run.limit(2, EXPORT_9, soc=80) == 9.0
+    assert run.limit(3, EXPORT_9, soc=78) == 9.0  # falling: still "above"
+    assert run.limit(4, EXPORT_9, soc=77) == 9.0  # at the lowered target
     d = run.step(5, EXPORT_9, soc=76.9)
     assert (d.commands[0].limit_a, d.commands[0].reason) == (0.0, Reason.BATTERY_BELOW_TARGET)
     assert run.limit(6, EXPORT_9, soc=79) == 0.0  # rising again: needs the target

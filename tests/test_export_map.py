@@ -64,7 +64,7 @@ def test_map_rows_are_versioned_and_writes_are_single_uint16() -> None:
     ("old", "new", "message"),
     [
         ("grid_power_l1,site,102,", "grid_power_l1,site,103,", "expected 102"),
-        ("reserved,site,152,reserved[348]", "reserved,site,152,reserved[347]", "expected 499"),
+        ("reserved,site,168,reserved[332]", "reserved,site,168,reserved[331]", "expected 499"),
         ("reserved,charger,83,reserved[17]", "reserved,charger,83,reserved[16]", "ends at 99,"),
         ("power,charger,32,float32", "power,charger,32,float64", "unknown type"),
         ("enable_override,charger,81,uint16", "enable_override,charger,81,int16", "writable"),

@@ -14,7 +14,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from gateway.export.config import ExportConfig
 from gateway.export.regmap import CHARGER_BASE, CHARGER_STRIDE, MAP_SIZE, load_map
 from gateway.export.server import ExportServer
-from gateway.export.state import ChargerState, ExportState
+from gateway.export.state import ChargerState, ExportState, HoldState
 from gateway.model import Mode, Reason
 
 NAN = math.nan
@@ -80,6 +80,7 @@ def site_state(cycle: int = 7, chargers: int = 3, **kw: Any) -> ExportState:
         current_limit_a=20.0,
         power_limit_w=NAN,
         chargers=tuple(charger(i) for i in range(chargers)),
+        battery_hold=HoldState(state=2, result=0, limit_w=0.0, writes=3, failures=1),
     )
     values.update(kw)
     return ExportState(**values)
@@ -132,7 +133,7 @@ def same(a: Any, b: Any) -> bool:
 SITE_EXPECTED = {
     "marker": "EVGW",
     "map_version_major": 1,
-    "map_version_minor": 1,
+    "map_version_minor": 2,
     "charger_count": 3,
     "charger_base": 1000,
     "charger_stride": 100,
@@ -170,6 +171,11 @@ SITE_EXPECTED = {
     "breaker_limit_power": 17250.0,
     "current_limit": 20.0,
     "power_limit": NAN,
+    "battery_hold": 2,
+    "battery_hold_result": 0,
+    "battery_hold_limit": 0.0,
+    "battery_hold_writes": 3,
+    "battery_hold_failures": 1,
     "site_current_limit": None,
     "site_power_limit": None,
     "override_timeout": 60,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import attrgetter
 
 from gateway.allocation.capacity import popcount
 from gateway.allocation.pools import BatteryView, Pools, battery_view, build_pools
@@ -28,6 +29,7 @@ from gateway.model import (
 )
 
 EPS = 1e-6
+_ORDER = attrgetter("sort_key")
 DRAWING_A = 1.0  # a line carrying more than this is in use
 _BIT = {name: 1 << i for i, name in enumerate(PHASE_NAMES)}
 _INDEX = {name: i for i, name in enumerate(PHASE_NAMES)}
@@ -45,12 +47,9 @@ class Seat:
     circuits: tuple[str, ...]
     active: bool
     released: bool
+    sort_key: tuple[int, int, int]  # order of service: mode urgency, priority, config order
     amount: float = 0.0
     seated: bool = False  # got its minimum in the first pass
-
-    @property
-    def sort_key(self) -> tuple[int, int, int]:
-        return (self.charger.mode.urgency, self.charger.priority, self.index)
 
 
 def wired_lines(charger: Charger, site_phases: int) -> int:
@@ -76,7 +75,8 @@ def _seat(charger: Charger, index: int, site: Site, circuits: tuple[str, ...]) -
         and sum(charger.draw_a) < DRAWING_A
         and charger.idle_s >= site.release_after_s
     )
-    return Seat(charger, index, mask, popcount(mask), wired, circuits, active, released)
+    order = (charger.mode.urgency, charger.priority, index)
+    return Seat(charger, index, mask, popcount(mask), wired, circuits, active, released, order)
 
 
 class _Allocator:
@@ -100,8 +100,9 @@ class _Allocator:
             for k in range(seat.wired):
                 household[_INDEX[charger.phase_map[k]]] -= charger.draw_a[k]
         self.household = tuple(household)
+        grid_w = sum(m.grid_current_a) * self.volts
         self.battery: BatteryView = battery_view(
-            site, m.battery_soc, m.battery_power_w, self.volts, m.pv_power_w
+            site, m.battery_soc, m.battery_power_w, self.volts, m.pv_power_w, grid_w
         )
         output_w = max(0.0, (m.pv_power_w or 0.0) + (m.battery_power_w or 0.0))
         self.pools = build_pools(site, self.household, self.battery, self.volts, output_w)
@@ -113,25 +114,33 @@ class _Allocator:
         """The most its mode lets it take from the sources it may use."""
         c = seat.charger
         mode = c.mode
+        battery = self.battery
         if mode is Mode.STANDARD:
+            if battery.standard_waits:
+                # The battery would feed it against the policy: only the sun's surplus.
+                return base + pools.surplus.available(seat.mask)
             return c.max_a
-        below_target = not self.battery.at_target
+        below_target = not battery.at_target
+        surplus = base + pools.surplus.available(seat.mask)
         if mode is Mode.ECO:
-            if below_target:
-                return c.min_a
-            return max(c.min_a, base + pools.surplus.available(seat.mask))
+            if battery.eco_waits:
+                # The battery would feed its minimum: only the sun's surplus may.
+                return 0.0 if below_target else surplus
+            return c.min_a if below_target else max(c.min_a, surplus)
         if mode is Mode.SOLAR:
-            return 0.0 if below_target else base + pools.surplus.available(seat.mask)
+            return 0.0 if below_target else surplus
         excess = pools.excess.available(seat.mask)
         if base <= 0.0 and excess <= EPS:
             return 0.0
-        return max(c.min_a, base + excess)
+        # At least its minimum once there is excess, but never more than the site would
+        # still export (or yield from the battery's redirected charge): it never imports.
+        return min(max(c.min_a, base + excess), surplus)
 
     def limit(self, seat: Seat, pools: Pools, base: float) -> float:
         """The most it can hold in total, given what it holds (`base`) already."""
         charger = seat.charger
         wires = base + pools.wires(seat.mask, seat.circuits)
-        if charger.mode is Mode.STANDARD:
+        if charger.mode is Mode.STANDARD and not self.battery.standard_waits:
             return min(charger.max_a, wires)
         return min(charger.max_a, self.ceiling(seat, pools, base), wires)
 
@@ -234,22 +243,29 @@ class _Allocator:
 
     # -- the pass -------------------------------------------------------------------
 
-    def run(self) -> Allocation:
-        serving = sorted(
-            (s for s in self.seats if s.active and not s.released), key=lambda s: s.sort_key
-        )
-        released = sorted(
-            (s for s in self.seats if s.active and s.released), key=lambda s: s.sort_key
-        )
+    def distribute(self, order: list[Seat]) -> None:
+        """The site's distribution over `order` (sorted by order of service)."""
         distribution = self.site.distribution
         if distribution in (Distribution.SHARED, Distribution.PRIORITY):
-            self.reserve_minimums(serving)
+            self.reserve_minimums(order)
             if distribution is Distribution.SHARED:
-                self.fill_evenly(serving)
+                self.fill_evenly(order)
             else:
-                self.fill_in_order(serving)
+                self.fill_in_order(order)
         else:
-            self.take_in_order(serving, trim_for_next=distribution is Distribution.OPTIMIZED)
+            self.take_in_order(order, trim_for_next=distribution is Distribution.OPTIMIZED)
+
+    def run(self) -> Allocation:
+        serving = sorted(
+            (s for s in self.seats if s.active and not s.released), key=_ORDER
+        )
+        released = sorted(
+            (s for s in self.seats if s.active and s.released), key=_ORDER
+        )
+        # Excess is what the site would export once every other car is served: those
+        # cars get their whole share before an Excess car gets its minimum.
+        self.distribute([s for s in serving if s.charger.mode is not Mode.EXCESS])
+        self.distribute([s for s in serving if s.charger.mode is Mode.EXCESS])
         # Released cars are offered their minimum only from what everyone else left.
         self.reserve_minimums(released)
         return self.result()
@@ -258,6 +274,10 @@ class _Allocator:
         chargers = []
         drawn = [0.0] * self.site.phases
         phase_bits = [(i, 1 << i) for i in range(self.site.phases)]
+        # Chargers alike in mode, phases and limits have the same target, and idle ones
+        # the same availability: worked out once each (most fleets repeat a few kinds).
+        targets: dict[tuple, float] = {}
+        availability: dict[tuple, float] = {}
         for seat in self.seats:
             charger = seat.charger
             allocated = _round_down(seat.amount, charger.min_a) if seat.amount else 0.0
@@ -265,15 +285,23 @@ class _Allocator:
                 for i, bit in phase_bits:
                     if seat.mask & bit:
                         drawn[i] += allocated
-            if charger.mode is Mode.STANDARD:
-                target = _floor(charger.max_a)
-            else:
-                target = _floor(min(charger.max_a, self.ceiling(seat, self.fresh, 0.0)))
+            kind = (charger.mode, seat.mask, charger.min_a, charger.max_a)
+            target = targets.get(kind)
+            if target is None:
+                if charger.mode is Mode.STANDARD and not self.battery.standard_waits:
+                    target = _floor(charger.max_a)
+                else:
+                    target = _floor(min(charger.max_a, self.ceiling(seat, self.fresh, 0.0)))
+                targets[kind] = target
             if seat.active:
                 available = allocated
             else:
-                want = self.limit(seat, self.pools, 0.0)
-                available = _floor(want) if want >= seat.charger.min_a - EPS else 0.0
+                idle_kind = (kind, seat.circuits)
+                available = availability.get(idle_kind)
+                if available is None:
+                    want = self.limit(seat, self.pools, 0.0)
+                    available = _floor(want) if want >= charger.min_a - EPS else 0.0
+                    availability[idle_kind] = available
             chargers.append(
                 ChargerAllocation(
                     id=seat.charger.id,
@@ -310,6 +338,13 @@ class _Allocator:
             if target < c.min_a:
                 if c.mode is Mode.EXCESS:
                     return Reason.NO_EXCESS
+                battery = self.battery
+                if (c.mode is Mode.ECO and battery.eco_waits) or (
+                    c.mode is Mode.STANDARD and battery.standard_waits
+                ):
+                    if battery.below_min:
+                        return Reason.BATTERY_BELOW_MIN
+                    return Reason.BATTERY_WOULD_DISCHARGE
                 if not self.battery.at_target and c.mode is not Mode.STANDARD:
                     return Reason.BATTERY_BELOW_TARGET
                 return Reason.NO_SURPLUS

@@ -11,6 +11,9 @@ import math
 
 from gateway.model import Battery, Mode
 
+# A battery giving more than this is discharging (less is an idle inverter's own use or
+# meter noise): a car drawing then draws from it.
+DISCHARGING_W = 50.0
 # Solar and Excess run on the sun; the others are what the owner asked to be charged.
 _SUN_MODES = frozenset({Mode.SOLAR, Mode.EXCESS})
 
@@ -30,3 +33,17 @@ def allowance_w(battery: Battery, mode: Mode, soc: float | None) -> float:
             return battery.assist_w
         return 0.0
     return math.inf if mode in battery.supply_modes else 0.0
+
+
+def covers_load(power_w: float | None, grid_w: float) -> bool:
+    """Whether the battery follows the site's load, so that a car starting now would draw
+    from it: it is charging or discharging, or idle while the site exports (a car takes
+    the export first, then the battery). Idle while the site imports (`grid_w` > 0), it
+    is at its own reserve or held, and the grid would feed the car."""
+    return abs(power_w or 0.0) > DISCHARGING_W or grid_w <= DISCHARGING_W
+
+
+def discharge_to_cars_w(power_w: float | None, grid_w: float, cars_w: float) -> float:
+    """The part of the battery's discharge that goes into cars: what it gives beyond the
+    house's own deficit (`grid_w` net import, `cars_w` what the cars draw)."""
+    return max(0.0, min(power_w or 0.0, cars_w - grid_w))

@@ -11,7 +11,8 @@ A command above the allocation (a stop delay or an excess hold keeping a charger
 minimum, a reduction within the dead band) is checked by a second allocation in which
 every other charger is pinned at its command and the held ones ask for theirs last,
 from any source: a hold never takes what the breaker, the import cap or a circuit does
-not have, and never takes anything from another charger.
+not have, and never takes anything from another charger. Holds that fit in the breaker
+headroom the allocation leaves, where the breaker is the only limit, need no check.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
-from gateway.allocation.allocator import DRAWING_A, allocate
+from gateway.allocation.allocator import DRAWING_A, allocate, wired_lines
+from gateway.allocation.battery import allowance_w, discharge_to_cars_w
 from gateway.allocation.guard import FOLLOW_S, guard
 from gateway.allocation.timing import ControlSettings, Timing
 from gateway.model import (
@@ -32,6 +34,7 @@ from gateway.model import (
     Allocation,
     Charger,
     ChargerAllocation,
+    Metering,
     Mode,
     Reason,
     Site,
@@ -43,6 +46,10 @@ log = logging.getLogger(__name__)
 EPS = 1e-6
 # Held chargers are served after every pinned one in the feasibility check.
 _LAST = 1_000_000
+# What a Solar or Excess car held at its minimum may take from the battery (Excess: or
+# the grid) beyond the owner's assist before the hold gives way: meter noise, a car's lag.
+_HOLD_NOISE_W = 100.0
+_SUN_MODES = (Mode.SOLAR, Mode.EXCESS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +218,9 @@ class Controller:
         )
         adjusted = Snapshot(site=site, measurements=snapshot.measurements, chargers=tuple(chargers))
         allocation = allocate(adjusted)
+        balance = _balance(adjusted)
         for c, plan in zip(chargers, plans, strict=True):
-            self._plan(plan, c, allocation.by_id[c.id], adjusted, now, state.last_now)
+            self._plan(plan, c, allocation.by_id[c.id], balance, now, state.last_now)
         self._check_holds(adjusted, allocation, plans)
         over = _guard(adjusted, chargers, plans, now)
         if bool(over) != state.guarding:  # one line per episode, not per cycle
@@ -254,12 +262,14 @@ class Controller:
     # -- site adjustments ---------------------------------------------------------------
 
     def _soc_flags(self, state: ControllerState, snapshot: Snapshot) -> tuple[bool, bool]:
-        """Sticky "above" flags: set at the threshold, kept until SOC falls by the hysteresis."""
+        """Sticky "above" flags. Target: set at the threshold, kept until SOC falls by the
+        hysteresis. Min is a floor for cars (issue #13): kept down to it, set again only
+        once SOC has recovered by the hysteresis above it."""
         battery, soc = snapshot.site.battery, snapshot.measurements.battery_soc
         if battery is None or soc is None:
             return False, False
         h = self.settings.soc_hysteresis_pct
-        above_min = soc >= battery.soc_min or (state.soc_above_min and soc >= battery.soc_min - h)
+        above_min = soc >= battery.soc_min + h or (state.soc_above_min and soc >= battery.soc_min)
         above_target = soc >= battery.soc_target or (
             state.soc_above_target and soc >= battery.soc_target - h
         )
@@ -282,7 +292,7 @@ class Controller:
         plan: _Plan,
         c: Charger,
         a: ChargerAllocation,
-        snapshot: Snapshot,
+        balance: _Balance,
         now: float,
         last_now: float | None,
     ) -> None:
@@ -294,20 +304,23 @@ class Controller:
             return  # the car is not drawing: no start, stop or pause to manage
         t = self.timing(c.id)
         if c.mode in (Mode.SOLAR, Mode.EXCESS):
-            self._surplus_rules(plan, c, t, snapshot, now)
+            self._surplus_rules(plan, c, t, balance, now)
         elif c.mode is Mode.ECO:
             self._eco_rules(plan, c, t, now)
         self._pause(plan, c, t, now)
         self._ramp(plan, c, t, now, last_now)
 
     def _surplus_rules(
-        self, plan: _Plan, c: Charger, t: Timing, snapshot: Snapshot, now: float
+        self, plan: _Plan, c: Charger, t: Timing, balance: _Balance, now: float
     ) -> None:
-        """Solar and Excess: start delay, stop delay (Solar), excess hold (Excess)."""
+        """Solar and Excess: start delay, stop delay (Solar), excess hold (Excess).
+
+        Neither holds a car's minimum on the battery (beyond the owner's assist), and an
+        Excess hold never imports: a hold that would is a stop."""
         on = plan.state.limit_a > 0.0
         mode = c.mode.value
         carried = plan.limit > 0.0  # the allocator gives 0 or at least the minimum
-        if c.mode is Mode.EXCESS and (carried or _excess_refresh(c, snapshot)):
+        if c.mode is Mode.EXCESS and (carried or balance.refreshes(c)):
             plan.set(hold_until=now + t.excess_hold_s)
         if carried:
             since = _since(plan.get("surplus_since"), now)
@@ -321,6 +334,10 @@ class Controller:
         plan.set(surplus_since=None, short_since=short)
         if short is None:
             return
+        if balance.battery_to_sun_cars_w > balance.assist_w + _HOLD_NOISE_W:
+            plan.reason = Reason.BATTERY_WOULD_DISCHARGE
+            plan.detail = f"{mode}: stopped, the battery would discharge for it"
+            return
         if c.mode is Mode.SOLAR:
             left = t.stop_delay_s - (now - short)
             if left > EPS:
@@ -329,6 +346,9 @@ class Controller:
             return
         hold_until = plan.get("hold_until")
         if hold_until is not None and now < hold_until:
+            if balance.taken_w(c) > balance.assist_w + _HOLD_NOISE_W:
+                plan.detail = "excess: stopped, the site would import for it"
+                return
             plan.limit, plan.reason = c.min_a, Reason.EXCESS_HOLD
             plan.detail = f"excess: holding {c.min_a:g} A for {hold_until - now:.0f} s"
 
@@ -397,7 +417,7 @@ class Controller:
             for c, p in zip(snapshot.chargers, plans, strict=True)
             if p.limit > allocation.by_id[c.id].allocated_a + EPS
         }
-        if not held:
+        if not held or _fits_the_breaker(snapshot, allocation, plans):
             return
         pinned = []
         for c, p in zip(snapshot.chargers, plans, strict=True):
@@ -416,6 +436,23 @@ class Controller:
                 p.reason = Reason.BREAKER_LIMIT if granted > 0.0 else Reason.NO_CAPACITY
                 p.detail = f"{c.mode.value}: breaker cannot carry {p.limit:g} A"
                 p.limit = granted
+
+
+def _fits_the_breaker(snapshot: Snapshot, allocation: Allocation, plans: list[_Plan]) -> bool:
+    """Whether every command above its allocation fits in the breaker headroom the
+    allocation leaves, on every line each such charger is wired to. Only where the
+    breaker is the one limit (no import cap, no circuits, grid charging allowed): then
+    the second allocation of the hold check is not needed."""
+    site = snapshot.site
+    if site.max_import_w is not None or site.circuits or not site.allow_grid_charging:
+        return False
+    room = list(allocation.site.headroom_a)
+    for c, p in zip(snapshot.chargers, plans, strict=True):
+        extra = p.limit - allocation.by_id[c.id].allocated_a
+        if extra > EPS:
+            for phase in c.phase_map[: wired_lines(c, site.phases)]:
+                room[PHASE_NAMES.index(phase)] -= extra
+    return min(room) >= -EPS
 
 
 def _guard(snapshot: Snapshot, chargers: list[Charger], plans: list[_Plan], now: float) -> str:
@@ -487,14 +524,14 @@ def _adjusted_site(
     site: Site, external: ExternalLimit | None, above_min: bool, above_target: bool, h: float
 ) -> Site:
     """The site as the allocator should see it: the grid capped by an external limit
-    (never raised by it), and the battery thresholds lowered by the hysteresis while
-    SOC is "above" them."""
+    (never raised by it), soc_target lowered by the hysteresis while SOC is "above" it,
+    and soc_min raised by it until SOC has recovered above it."""
     site = limited_site(site, external)
     battery = site.battery
-    if battery is not None and (above_min or above_target):
+    if battery is not None and (not above_min or above_target):
         battery = replace(
             battery,
-            soc_min=max(0.0, battery.soc_min - h) if above_min else battery.soc_min,
+            soc_min=battery.soc_min if above_min else min(100.0, battery.soc_min + h),
             soc_target=max(0.0, battery.soc_target - h) if above_target else battery.soc_target,
         )
         site = replace(site, battery=battery)
@@ -511,13 +548,54 @@ def _external_text(external: ExternalLimit, now: float) -> str:
     return f"external site limit {' / '.join(parts)}{left}"
 
 
-def _excess_refresh(c: Charger, snapshot: Snapshot) -> bool:
-    """Export plus the charger's own minimum power still exceeds the excess threshold."""
+@dataclass(frozen=True, slots=True)
+class _Balance:
+    """What the sun and the battery do this cycle, for the holds of Solar and Excess."""
+
+    site: Site
+    volts: float
+    # Per site phase: what the PV alone exports (+), or the grid and battery give (−), W.
+    sun_w: tuple[float, ...]
+    # Battery discharge into cars beyond what the battery policy lets Standard/Eco take.
+    battery_to_sun_cars_w: float
+    assist_w: float  # what the owner lets Solar/Excess cars take from the battery
+
+    def refreshes(self, c: Charger) -> bool:
+        """The excess hold is renewed while the sun's export plus the car's own draw
+        exceeds the threshold (the car's draw is its own, not export it has used up)."""
+        if self.site.metering is Metering.NET:
+            export_w = max(0.0, sum(self.sun_w))
+        else:
+            export_w = sum(max(0.0, w) for w in self.sun_w)
+        own_w = sum(c.draw_a[: wired_lines(c, self.site.phases)]) * self.volts
+        return export_w + own_w > self.site.excess_threshold_w
+
+    def taken_w(self, c: Charger) -> float:
+        """What the grid and the battery give on the car's phases (net: on the site)."""
+        if self.site.metering is Metering.NET:
+            return max(0.0, -sum(self.sun_w))
+        phases = c.phase_map[: wired_lines(c, self.site.phases)]
+        return sum(max(0.0, -self.sun_w[PHASE_NAMES.index(p)]) for p in phases)
+
+
+def _balance(snapshot: Snapshot) -> _Balance:
     m, site = snapshot.measurements, snapshot.site
     volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else site.voltage_v
-    export_w = sum(max(0.0, -a) for a in m.grid_current_a) * volts
-    lines = min(c.phases, len(c.phase_map), site.phases)
-    return export_w + c.min_a * volts * lines > site.excess_threshold_w
+    discharge_w = max(0.0, m.battery_power_w or 0.0)
+    sun_w = tuple(-a * volts - discharge_w / site.phases for a in m.grid_current_a)
+    battery, soc = site.battery, m.battery_soc
+    if battery is None or discharge_w <= 0.0:
+        return _Balance(site, volts, sun_w, 0.0, 0.0)
+    cars_w = allowed_w = 0.0
+    for c in snapshot.chargers:
+        draw_w = sum(c.draw_a[: wired_lines(c, site.phases)]) * volts
+        cars_w += draw_w
+        if c.mode not in _SUN_MODES:
+            allowed_w += min(draw_w, allowance_w(battery, c.mode, soc))
+    to_cars_w = discharge_to_cars_w(m.battery_power_w, sum(m.grid_current_a) * volts, cars_w)
+    return _Balance(
+        site, volts, sun_w, max(0.0, to_cars_w - allowed_w), allowance_w(battery, Mode.SOLAR, soc)
+    )
 
 
 def _reset(plan: _Plan) -> None:

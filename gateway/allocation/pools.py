@@ -2,10 +2,11 @@
 
 - physical: what the wires and inverter can carry for chargers = grid (breaker per
   phase, import cap) + the inverter's contribution (export, battery charge that can be
-  redirected, battery discharge above SOC min);
-- surplus: the part of that which is solar (export, redirectable battery charge at or
-  above SOC target, battery discharge potential above SOC target);
-- excess: export above the excess threshold.
+  redirected, battery discharge the battery policy allows some car);
+- surplus: the sun's part (export less the battery's measured discharge, redirectable
+  battery charge at or above SOC target) and the owner's opt-in battery assist;
+- excess: the sun's export above the excess threshold.
+Per phase, or with `[site] metering = "net"` one total usable on any phase.
 
 Every grant is taken from physical and its circuits exactly, and from surplus and
 excess as far as they reach, so no watt is given twice.
@@ -13,31 +14,52 @@ excess as far as they reach, so no watt is given twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from gateway.allocation.battery import allowance_w, covers_load
 from gateway.allocation.capacity import INF, Capacity
-from gateway.model import Site
+from gateway.model import Metering, Mode, Site
 
 
 @dataclass(frozen=True, slots=True)
 class BatteryView:
-    """What the battery may do this cycle (thresholds already carry any hysteresis)."""
+    """What the battery does and may do this cycle (thresholds carry any hysteresis)."""
 
-    above_min: bool  # may discharge for Standard charging
+    supplies: bool  # some mode may use its discharge (the physical pool counts its room)
     at_target: bool  # SOC >= target: its charge may be redirected; Solar may run
-    above_target: bool  # SOC > target: its discharge counts as surplus
-    charge_a: float  # present charge current (total amps over all phases)
+    below_min: bool  # SOC < soc_min: it supplies no car
+    # It would cover a car's load, but the policy does not let it supply the mode's
+    # minimum (Standard, Eco): such a car waits for the sun (or a battery that stops).
+    standard_waits: bool
+    eco_waits: bool
+    charge_a: float  # redirectable charge current (total amps over all phases)
     discharge_room_a: float  # extra discharge it could still give (total amps)
+    discharge_a: float  # its measured discharge (total amps): battery energy, never surplus
+    assist_w: float  # what the owner lets Solar and Excess cars take from it (W)
+
+
+_NO_BATTERY = BatteryView(False, True, False, False, False, 0.0, 0.0, 0.0, 0.0)
 
 
 def battery_view(
-    site: Site, soc: float | None, power_w: float | None, volts: float, pv_w: float | None = None
+    site: Site,
+    soc: float | None,
+    power_w: float | None,
+    volts: float,
+    pv_w: float | None = None,
+    grid_w: float = 0.0,
 ) -> BatteryView:
+    """`grid_w`: the site's net grid power (+ import), which tells whether the battery
+    would cover a car's load."""
     battery = site.battery
-    if battery is None or soc is None:
-        # No battery, or its SOC unknown: never count on it, never block Solar on it.
-        return BatteryView(False, True, False, 0.0, 0.0)
+    if battery is None:
+        return _NO_BATTERY
     power = power_w or 0.0
+    discharge = max(0.0, power) / volts
+    if soc is None:
+        # SOC unknown: never count on it, never block Solar on it; what it measurably
+        # discharges is still not the sun's.
+        return replace(_NO_BATTERY, discharge_a=discharge)
     charge = max(0.0, -power) / volts
     room = max(0.0, battery.max_discharge_w - max(0.0, power)) / volts
     inverter = site.inverter
@@ -48,12 +70,22 @@ def battery_view(
         output_room = max(0.0, inverter.max_w - output_w) / volts
         charge = min(charge, output_room)
         room = min(room, output_room - charge)
+    assist = allowance_w(battery, Mode.SOLAR, soc)
+    standard = allowance_w(battery, Mode.STANDARD, soc) > 0.0
+    eco = allowance_w(battery, Mode.ECO, soc) > 0.0
+    # A battery the gateway holds does not cover a car it may not supply: the hold caps
+    # its discharge once the car charges (gateway/allocation/hold.py).
+    covers = covers_load(power, grid_w) and not battery.held
     return BatteryView(
-        above_min=soc >= battery.soc_min,
+        supplies=assist > 0.0 or standard or eco,
         at_target=soc >= battery.soc_target,
-        above_target=soc > battery.soc_target,
+        below_min=soc < battery.soc_min,
+        standard_waits=covers and not standard,
+        eco_waits=covers and not eco,
         charge_a=charge if soc >= battery.soc_target else 0.0,
         discharge_room_a=room,
+        discharge_a=discharge,
+        assist_w=assist,
     )
 
 
@@ -133,13 +165,31 @@ def build_pools(
     else:
         grid = Capacity.zero()
 
-    discharge_physical = battery.discharge_room_a if battery.above_min else 0.0
-    discharge_surplus = battery.discharge_room_a if battery.above_target else 0.0
-    physical = grid + inverter_share(export, battery.charge_a + discharge_physical)
-    surplus = inverter_share(export, battery.charge_a + discharge_surplus)
+    room = battery.discharge_room_a if battery.supplies else 0.0
+    physical = grid + inverter_share(export, battery.charge_a + room)
 
-    excess_a = max(0.0, sum(export) * volts - site.excess_threshold_w) / volts
-    excess = inverter_share([0.0] * n, excess_a)
+    # The sun's export: what the grid would take from PV alone. The battery's measured
+    # discharge covers load (a car's too), so it is taken off the export first; the
+    # owner's assist, if any, is added back for Solar and Excess (and Eco's part above
+    # its minimum, which follows the same surplus).
+    assist_a = 0.0
+    if battery.assist_w > 0.0:
+        to_cars = max(0.0, min(battery.discharge_a, -sum(household)))
+        assist_a = min(battery.assist_w / volts, battery.discharge_room_a + to_cars)
+    if site.metering is Metering.NET:
+        # Only the sum over the phases is billed: import on one phase is paid by export
+        # on another, and a car on any phase can use the whole of it.
+        sun_a = max(0.0, -sum(household) - battery.discharge_a)
+        anywhere = [INF] * n
+        surplus = Capacity.pool(anywhere, sun_a + battery.charge_a + assist_a)
+        excess_a = max(0.0, sun_a * volts - site.excess_threshold_w) / volts
+        excess = Capacity.pool(anywhere, excess_a)
+    else:
+        per_phase = battery.discharge_a / n
+        sun = [max(0.0, -h - per_phase) for h in household]
+        surplus = inverter_share(sun, battery.charge_a + assist_a)
+        excess_a = max(0.0, sum(sun) * volts - site.excess_threshold_w) / volts
+        excess = inverter_share([0.0] * n, excess_a)
 
     circuits = {c.name: Capacity.per_phase([c.limit_a] * n) for c in site.circuits}
     return Pools(physical, surplus, excess, circuits)

@@ -58,6 +58,11 @@ def site_values(s: ExportState) -> dict[str, Any]:
         "breaker_limit_power": s.breaker_limit_w,
         "current_limit": s.current_limit_a,
         "power_limit": s.power_limit_w,
+        "battery_hold": s.battery_hold.state,
+        "battery_hold_result": s.battery_hold.result,
+        "battery_hold_limit": s.battery_hold.limit_w,
+        "battery_hold_writes": s.battery_hold.writes & 0xFFFFFFFF,
+        "battery_hold_failures": s.battery_hold.failures & 0xFFFFFFFF,
     }
 
 

@@ -42,6 +42,17 @@ class ChargerState:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldState:
+    """The battery hold as published (registers 160-167, `status`)."""
+
+    state: int = 0  # 0 no battery control, 1 released, 2 held, 3 the last write failed
+    result: int = 0xFFFF  # 0 accepted, else the Modbus exception (0xFFFE no answer, 0xFFFF none)
+    limit_w: float = NAN  # held at (NaN: not held)
+    writes: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ExportState:
     cycle: int
     updated_unix: float
@@ -70,6 +81,7 @@ class ExportState:
     current_limit_a: float = NAN  # site current limit in force (fuse or external)
     power_limit_w: float = NAN  # import power limit in force (NaN: none)
     chargers: tuple[ChargerState, ...] = ()
+    battery_hold: HoldState = HoldState()
 
     @property
     def status_bits(self) -> int:

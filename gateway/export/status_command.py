@@ -64,7 +64,7 @@ async def _status(args: argparse.Namespace) -> str:
                 raise StatusError(f"read {address}..{address + count - 1}: {rr}")
             return list(rr.registers)
 
-        fixed = await read(0, 100) + await read(100, 52)
+        fixed = await read(0, 100) + await read(100, 68)
         header = regmap.values("header", fixed)
         if header["marker"] != MARKER:
             raise StatusError(f"not an evse-gateway register map (marker {header['marker']!r})")
@@ -136,6 +136,7 @@ def _site_lines(s: dict[str, Any], c: dict[str, Any]) -> list[str]:
         f"(net of PV and battery {fmt(s['net_load_power'], 'W')}), PV {fmt(s['pv_power'], 'W')}, "
         f"battery {fmt(s['battery_power'], 'W')} at {fmt(s['battery_soc'], '%')}, "
         f"EV {fmt(s['ev_power'], 'W')}",
+        f"  battery hold: {_hold(s)}",
         f"  breaker {fmt(s['breaker_limit'], 'A')} ({fmt(s['breaker_limit_power'], 'W')}), "
         f"in force: {fmt(s['current_limit'], 'A')}, import {fmt(s['power_limit'], 'W')}",
         f"  overrides: site current {fmt(c['site_current_limit'], 'A')}, "
@@ -158,6 +159,23 @@ def control_text(ch: dict[str, Any]) -> str:
     if state == 4:
         return f"offline with a car: counted at {assumed} (its failsafe)"
     return "offline" if state == 5 or ch["online"] == 0 else ""
+_HOLD_STATES = ("no battery control", "released", "held at {limit}", "last write failed")
+
+
+def _hold(s: dict[str, Any]) -> str:
+    state = s["battery_hold"] or 0
+    text = _HOLD_STATES[state] if state < len(_HOLD_STATES) else f"state {state}"
+    if state == 0:
+        return text
+    result = s["battery_hold_result"]
+    last = {0: "accepted", 0xFFFE: "no answer", 0xFFFF: "none yet"}.get(
+        result, f"exception {result}"
+    )
+    return (
+        text.format(limit=fmt(s["battery_hold_limit"], "W"))
+        + f"; writes {s['battery_hold_writes']} accepted, {s['battery_hold_failures']} failed,"
+        + f" last {last}"
+    )
 
 
 def _charger_lines(chargers: list[dict[str, Any]]) -> list[str]:

@@ -8,6 +8,7 @@ remaining blocks, so the other devices on the bus keep their pace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,16 @@ def silence_s(connection: Connection) -> float:
     if connection.baud > 19200:
         return 0.00175
     return 3.5 * char_time_s(connection.baud, connection.parity, connection.stopbits)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteJob:
+    """Registers to write to one unit, in order; `done` gets None or the first error."""
+
+    unit_id: int
+    writes: tuple[tuple[int, list[int]], ...]  # (address, words)
+    timeout_s: float
+    done: Callable[[ReadError | None], None]
 
 
 class Device:
@@ -121,6 +132,13 @@ class Bus:
         self._min_gap = silence_s(connection)
         self._last_request_end = 0.0
         self.connect_failures = 0
+        # Writes wait here for the owner task, so they never interleave with a poll.
+        self._jobs: list[WriteJob] = []
+        self._wake = asyncio.Event()
+
+    def submit(self, job: WriteJob) -> None:
+        self._jobs.append(job)
+        self._wake.set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -133,10 +151,16 @@ class Bus:
                     # asyncio.wait_for inside pymodbus (Python < 3.12) can swallow a cancel
                     # that lands as a response arrives; honour it here instead of hanging stop().
                     raise asyncio.CancelledError
+                if self._jobs:
+                    await self.write(self._jobs.pop(0))
+                    continue
                 device = min(self.devices, key=lambda d: d.next_due)
                 delay = device.next_due - loop.time()
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    continue  # a write may have come in: it goes first
                 if not await self.ensure_connected():
                     continue
                 await self.poll(device)
@@ -162,6 +186,28 @@ class Bus:
             d.record({}, [message])
         await asyncio.sleep(min(0.5 * 2 ** (self.connect_failures - 1), MAX_BACKOFF_S))
         return False
+
+    async def write(self, job: WriteJob) -> None:
+        """Carry out one write job between polls; the first failure ends it."""
+        if not await self.ensure_connected():
+            job.done(ReadError(f"cannot connect to {self.connection.describe()}", timeout=True))
+            return
+        loop = asyncio.get_running_loop()
+        error = None
+        for address, words in job.writes:
+            wait = self._last_request_end + self._min_gap - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                await self.link.write(address, words, job.unit_id, job.timeout_s)
+            except ReadError as exc:
+                error = ReadError(
+                    f"FC16 {address}+{len(words)}: {exc}", timeout=exc.timeout, code=exc.code
+                )
+                break
+            finally:
+                self._last_request_end = loop.time()
+        job.done(error)
 
     async def _request(self, device: Device, function: int, address: int, count: int) -> list[int]:
         """One read with the device's gap, timeout and retries (no retries while it is failing)."""

@@ -58,6 +58,7 @@ class MeterConfig:
     gap_s: float = 0.0
     max_registers: int = 125
     invert: bool = False
+    control: bool = False  # the gateway may write the profile's battery control (the hold)
 
 
 def builtin_meter(
@@ -157,7 +158,18 @@ def read_meter(t: Table, base_dir: Path) -> MeterConfig:
             "max_registers", profile.max_registers, lo=4, hi=profile.max_registers
         ),
         invert=t.boolean("invert", False),
+        control=_read_control(t, model, profile, role),
     )
+
+
+def _read_control(t: Table, model: str, profile: Profile, role: str) -> bool:
+    if not t.boolean("control", False):
+        return False
+    if role != "battery":
+        raise SchemaError(t.at("control"), 'only for role = "battery"')
+    if profile.control is None:
+        raise SchemaError(t.at("control"), f"model {model} has no writable battery control")
+    return True
 
 
 def read_meters(
@@ -174,6 +186,8 @@ def read_meters(
         seen_names.add(m.name)
         if m.charger is not None and m.charger not in charger_ids:
             raise SchemaError(f"{at}.charger", f"no charger with id {m.charger!r}")
+        if m.control and any(o.control for o in meters[:i]):
+            raise SchemaError(f"{at}.control", "only one battery can be held")
         first = buses.setdefault(m.connection.key, m.connection)
         for key in ("baud", "parity", "stopbits", "bytesize"):
             if getattr(first, key) != getattr(m.connection, key):

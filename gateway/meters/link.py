@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.pdu import ModbusPDU
 
 from gateway.meters.config import Connection
 
@@ -30,7 +32,7 @@ _LIBRARY_TIMEOUT_S = 30.0
 
 
 class ReadError(Exception):
-    """A failed read; `timeout` is True when the device did not answer at all."""
+    """A failed request (a read, or a control's write); `timeout`: no answer at all."""
 
     def __init__(self, message: str, *, timeout: bool = False, code: int | None = None) -> None:
         super().__init__(message)
@@ -87,10 +89,22 @@ class Link:
             if function == 3
             else self._client.read_input_registers
         )
+        response = await self._answer(call(address, count=count, device_id=unit), timeout)
+        registers = list(getattr(response, "registers", []))
+        if len(registers) != count:
+            raise ReadError(f"asked for {count} registers, got {len(registers)}")
+        return registers
+
+    async def write(self, address: int, words: list[int], unit: int, timeout: float) -> None:
+        """Write holding registers (FC16) or raise `ReadError`."""
+        await self._answer(self._client.write_registers(address, words, device_id=unit), timeout)
+
+    async def _answer(self, request: Awaitable[ModbusPDU], timeout: float) -> ModbusPDU:
+        """One request on the wire: its response, or `ReadError` (silence, exception)."""
         self.requests += 1
         try:
             async with asyncio.timeout(timeout):
-                response = await call(address, count=count, device_id=unit)
+                response = await request
         except TimeoutError as exc:
             raise ReadError(f"no answer within {timeout:g} s", timeout=True) from exc
         except ModbusException as exc:
@@ -99,10 +113,7 @@ class Link:
             code = getattr(response, "exception_code", None)
             name = EXCEPTION_NAMES.get(code or 0, "unknown")
             raise ReadError(f"exception {code} ({name})", code=code)
-        registers = list(getattr(response, "registers", []))
-        if len(registers) != count:
-            raise ReadError(f"asked for {count} registers, got {len(registers)}")
-        return registers
+        return response
 
     def close(self) -> None:
         self._client.close()

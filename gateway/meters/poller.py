@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 from gateway.meters.bus import MAX_BACKOFF_S, Bus, Device, Reading
 from gateway.meters.config import MeterConfig
+from gateway.meters.control import BatteryControl
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,13 @@ class MeterSet:
         for d in self.devices:
             by_bus.setdefault(d.config.connection.key, []).append(d)
         self.buses = [Bus(ds[0].config.connection, ds) for ds in by_bus.values()]
+        # The battery hold's writers, one per meter with `control = true`, on its bus.
+        self.controls = [
+            BatteryControl(d.config, bus, clock)
+            for bus in self.buses
+            for d in bus.devices
+            if d.config.control
+        ]
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -82,6 +90,10 @@ class MeterSet:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
 
     def latest(self) -> tuple[MeterState, ...]:
         return tuple(

@@ -93,6 +93,35 @@ class SunSpecModel:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlWrite:
+    """One register written to hold or release a battery: a constant, or the limit in W."""
+
+    address: int
+    type: str
+    word_order: str = "big"
+    value: float | None = None  # the raw constant; None: the discharge limit goes here
+    scale: float = 1.0  # W per raw unit of the limit
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """A battery's writable discharge control (FC16 writes), from the profile's [control].
+
+    `hold` is written with the discharge limit (W, at most `max_w`) and `release` with
+    `max_w` itself (a cap register set back to the device's full power). `expiry_s` is the
+    device's own revert time after the last write (None: it keeps a hold for good, so
+    only the gateway's release ends it); the gateway re-writes a hold every `rewrite_s`.
+    """
+
+    hold: tuple[ControlWrite, ...]
+    release: tuple[ControlWrite, ...]
+    max_w: float
+    rewrite_s: float
+    expiry_s: float | None = None
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     name: str
     title: str
@@ -105,6 +134,7 @@ class Profile:
     parts: dict[str, Part] = field(default_factory=dict)
     sunspec_bases: tuple[int, ...] = ()
     sunspec_models: tuple[SunSpecModel, ...] = ()
+    control: Control | None = None
 
     @property
     def is_sunspec(self) -> bool:
@@ -193,6 +223,59 @@ def _read_sunspec_model(t: Table, defaults: dict) -> SunSpecModel:
     return SunSpecModel(ids, part, layout)
 
 
+def _read_write(t: Table, defaults: dict) -> ControlWrite:
+    address = t.integer("address", lo=0, hi=0xFFFF)
+    kind = t.choice("type", tuple(TYPES), defaults.get("type", "u16"))
+    order = t.choice("word_order", WORD_ORDERS, defaults.get("word_order", "big"))
+    t.string("note", "")
+    if t.has("value") == t.has("limit"):
+        raise SchemaError(t.at("value"), "give exactly one of value or limit = true")
+    if t.has("value"):
+        return ControlWrite(address, kind, order, value=t.number("value"))
+    if not t.boolean("limit"):
+        raise SchemaError(t.at("limit"), "must be true (or give value)")
+    unit = t.choice("unit", ("W", "kW"))
+    scale = t.number("scale", 1.0)
+    if scale <= 0:
+        raise SchemaError(t.at("scale"), "must be > 0")
+    return ControlWrite(address, kind, order, scale=scale * UNIT_FACTORS["W"][unit])
+
+
+def _fits(raw: float, kind: str) -> bool:
+    """Whether an integer register of `kind` can hold `raw` (floats hold anything here)."""
+    if kind[0] == "f":
+        return True
+    bits = TYPES[kind] * 16
+    lo, hi = (0, 2**bits - 1) if kind[0] == "u" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return lo <= round(raw) <= hi
+
+
+def _read_control(t: Table, defaults: dict) -> Control:
+    t.string("sources")
+    hold = t.each("hold", lambda w: _read_write(w, defaults))
+    release = t.each("release", lambda w: _read_write(w, defaults))
+    if not hold or not release:
+        raise SchemaError(t.at("hold" if not hold else "release"), "needs at least one write")
+    expiry = t.number("expiry_s", None, lo=1, hi=86400)
+    rewrite = t.number("rewrite_s", 30.0 if expiry is None else expiry / 2, lo=1, hi=3600)
+    if expiry is not None and rewrite >= expiry:
+        raise SchemaError(t.at("rewrite_s"), f"must be below expiry_s ({expiry:g})")
+    max_w = t.number("max_w", lo=0)
+    for key, writes in (("hold", hold), ("release", release)):
+        for i, w in enumerate(writes):
+            raw = w.value if w.value is not None else max_w / w.scale
+            if not _fits(raw, w.type):
+                raise SchemaError(t.at(f"{key}[{i}]"), f"{raw:g} does not fit a {w.type}")
+    return Control(
+        hold=hold,
+        release=release,
+        max_w=max_w,
+        rewrite_s=rewrite,
+        expiry_s=expiry,
+        verified=t.boolean("verified", False),
+    )
+
+
 def read_profile(top: Table, name: str) -> Profile:
     # `extends = "sdm630"`: same registers as a built-in profile, own title and limits
     base = None
@@ -219,6 +302,14 @@ def read_profile(top: Table, name: str) -> Profile:
         bases = tuple(int(v) for v in s.numbers("bases", (40000.0, 0.0, 50000.0)))
         models = s.each("models", lambda m: _read_sunspec_model(m, defaults))
         s.finish()
+    # A control is the device's own: `extends` takes registers, never writes.
+    control = None
+    if top.has("control"):
+        c = top.table("control")
+        control = _read_control(c, defaults)
+        c.finish()
+        if "battery" not in parts and not any(m.part == "battery" for m in models):
+            raise SchemaError(top.at("control"), "only for a profile with a [battery] part")
     if not parts and not models:
         raise SchemaError("", f"needs at least one of [{'], ['.join(PARTS)}] or [sunspec]")
     fallback = base or Profile(name="", title="")
@@ -233,6 +324,7 @@ def read_profile(top: Table, name: str) -> Profile:
         parts=parts,
         sunspec_bases=bases,
         sunspec_models=models,
+        control=control,
     )
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import tty
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pymodbus import FramerType
@@ -18,8 +19,9 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from gateway.meters.decode import encode_raw
-from gateway.meters.profile import Register
+from gateway.meters.control import control_words
+from gateway.meters.decode import decode_raw, encode_raw
+from gateway.meters.profile import TYPES, Control, Register
 
 Image = dict[int, int]  # address -> register word
 
@@ -53,6 +55,8 @@ class Unit:
     words: Image
     dead: bool = False
     requests: list[tuple[int, int, int]] = field(default_factory=list)  # (fc, address, count)
+    # Every write accepted, in order: (address, words); the image follows them.
+    writes: list[tuple[int, list[int]]] = field(default_factory=list)
 
 
 class ServedBus:
@@ -69,9 +73,14 @@ class ServedBus:
         lo, hi = (0, 0xFFFF) if unit.dead else (min(unit.words), max(unit.words))
         values = [unit.words.get(a, 0) for a in range(lo, hi + 1)]
 
-        async def action(fc, _start, _address, _count, _registers, set_values):
+        async def action(fc, _start, address, _count, _registers, set_values):
             if unit.dead and set_values is None:
                 await self._release.wait()  # like a unit that never answers
+            if set_values is not None and fc in (6, 16):
+                words = [int(v) for v in set_values]
+                unit.writes.append((address, words))
+                for i, word in enumerate(words):
+                    unit.words[address + i] = word
             return None
 
         data = SimData(address=lo, values=values, datatype=DataType.REGISTERS)
@@ -116,6 +125,62 @@ class ServedBus:
 
     def request_count(self) -> int:
         return sum(len(u.requests) for u in self.units.values())
+
+
+def release_image(control: Control) -> Image:
+    """The control registers of a device nobody has held: 0, then its release written."""
+    words: Image = {w.address + i: 0 for w in control.hold for i in range(TYPES[w.type])}
+    for address, run in control_words(control, None):
+        words |= {address + i: word for i, word in enumerate(run)}
+    return words
+
+
+class SimControl:
+    """A served battery's writable control: the discharge limit it obeys, and its expiry.
+
+    It reads its own control registers the way the device would: held while every
+    constant of the profile's hold matches and the limit register is below max_w (or,
+    for a hold-only control with max_w 0, at 0). A
+    device with an expiry stops obeying `expiry_s` after the last write to it, as a
+    real one falls back to self-consumption when the controller goes quiet.
+    """
+
+    def __init__(
+        self, control: Control, unit: Unit, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.control = control
+        self.unit = unit
+        self.clock = clock
+        self._addresses = {w.address for w in (*control.hold, *control.release)}
+        self._seen = 0  # writes of the unit already looked at
+        self.last_write: float | None = None
+
+    def limit_w(self) -> float | None:
+        """The discharge cap in force now (None: none)."""
+        writes = self.unit.writes
+        if any(a in self._addresses for a, _ in writes[self._seen :]):
+            self.last_write = self.clock()
+        self._seen = len(writes)
+        expiry = self.control.expiry_s
+        if self.last_write is None or (
+            expiry is not None and self.clock() - self.last_write > expiry
+        ):
+            return None
+        limit = None
+        for w in self.control.hold:
+            raw = decode_raw(
+                [self.unit.words.get(w.address + i, 0) for i in range(TYPES[w.type])],
+                w.type,
+                w.word_order,
+            )
+            if w.value is None:
+                limit = None if raw is None else raw * w.scale
+            elif raw != w.value:
+                return None
+        if limit is None:
+            return None
+        # A cap at max_w is the release; a hold-only control (max_w 0) holds at 0.
+        return limit if limit < self.control.max_w or self.control.max_w == 0 else None
 
 
 class PtyLine:

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from gateway.config import Config
-from gateway.meters.profile import builtin
-from gateway.meters.served import ServedBus, Unit, image
+from gateway.meters.profile import Control, builtin
+from gateway.meters.served import ServedBus, SimControl, Unit, image, release_image
 from gateway.model import PHASE_NAMES
 from gateway.sim.chargepoint import SimChargePoint
 from gateway.sim.ev import EV
@@ -60,6 +60,9 @@ class LiveSite:
     speed: float = 1.0  # premises time runs this much faster than the wall clock
     meter_interval_s: float = 2.0  # how often the simulated chargers send MeterValues
     car_tick_s: float = 0.05  # how often each simulated charger moves its car
+    # The inverter's writable battery control (the hold); default: the Deye profile's.
+    # The battery obeys what was written to it, within the control's own expiry.
+    control: Control | None = None
 
     def __post_init__(self) -> None:
         self.grid = ServedBus([Unit(1, {0: 0})])
@@ -73,6 +76,7 @@ class LiveSite:
         self._task: asyncio.Task | None = None
         # What the grid meter answers instead of the physics (a faulty meter), by quantity.
         self.grid_faults: dict[str, float] = {}
+        self.hold: SimControl | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -81,7 +85,11 @@ class LiveSite:
         self._t0 = time.monotonic()
         reading = self._balance()
         self.grid = ServedBus([Unit(1, self._grid_words(reading))])
-        self.inverter = ServedBus([Unit(1, self._inverter_words(reading))])
+        control = self.control or builtin(INVERTER_MODEL).control
+        assert control is not None
+        inverter = Unit(1, self._inverter_words(reading) | release_image(control))
+        self.hold = SimControl(control, inverter)
+        self.inverter = ServedBus([inverter])
         await self.grid.start_tcp(grid_port)
         await self.inverter.start_tcp(inverter_port)
 
@@ -170,6 +178,8 @@ class LiveSite:
 
     def _balance(self) -> Reading:
         now = self.time_of_day_s
+        if self.hold is not None and self.premises.battery is not None:
+            self.premises.battery.limit_w = self.hold.limit_w()
         reading = self.premises.read(now, self.ev_currents())
         if self._last_balance is not None:
             hours = (now - self._last_balance) / 3600

@@ -7,7 +7,7 @@ Errors name the file, the line and the key (`gateway.tomlfile`), like the config
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gateway.allocation.snapshot import check_chargers, read_site
@@ -46,20 +46,35 @@ def read_scenario(top: Table, path: str, base_dir: Path) -> Scenario:
     sim = top.table("simulation")
     start = read_time(sim, "start", 0.0)
     duration = sim.number("duration_h", lo=0.001, hi=24 * 14) * 3600
-    cycle = sim.number("cycle_s", 1.0, lo=0.1, hi=60)
+    cycle = sim.number("cycle_s", None, lo=0.1, hi=60)
     config_name = sim.string("config", None)
     sim.finish()
     if config_name is None:
+        # The gateway's cycle, when [control] writes it, is the one simulated.
+        control_table = top.data.get("control")
+        written = isinstance(control_table, dict) and "cycle_s" in control_table
         site, control, chargers = _inline_setup(top)
     else:
+        written = True  # a gateway config runs at its cycle, written or the default
         site, control, chargers = _config_setup(top, base_dir / config_name, sim.at("config"))
+    if written and cycle is not None and cycle != control.cycle_s:
+        raise SchemaError(
+            sim.at("cycle_s"),
+            f"is {cycle:g} s but the gateway's control.cycle_s is {control.cycle_s:g} s: "
+            "give the cycle once",
+        )
+    if cycle is None:
+        cycle = control.cycle_s if written else 1.0
+    control = replace(control, cycle_s=cycle)
 
     per_phase = sorted({1, site.phases})
     household = _series(top, "household", base_dir, per_phase, "W")
     if household is None:
         raise SchemaError("household", "is required")
     pv = _series(top, "pv", base_dir, [1], "W")
-    battery = _battery(top, site)
+    battery = _battery(top, site, "site.battery" if config_name is None else sim.at("config"))
+    if battery is not None and battery.controlled and site.battery is not None:
+        site = replace(site, battery=replace(site.battery, held=True))
     ids = [c.id for c in chargers]
     sessions = top.each("sessions", lambda t: _session(t, chargers, ids), ())
     return Scenario(
@@ -115,13 +130,18 @@ def _series(top: Table, key: str, base_dir: Path, columns: list[int], unit: str)
     return series
 
 
-def _battery(top: Table, site: Site) -> HomeBattery | None:
+def _battery(top: Table, site: Site, site_key: str) -> HomeBattery | None:
+    """The simulated battery: `[battery]` (its capacity and SOC) and `[site.battery]`
+    (its power limits and the gateway's SOC settings) come together or not at all."""
     t = top.table("battery", None)
     if t is None and site.battery is None:
         return None
     if site.battery is None:
         raise SchemaError("battery", "needs [site.battery] (its power limits and SOC settings)")
-    t = t or Table({}, "battery")
+    if t is None:
+        raise SchemaError(
+            site_key, "needs a [battery] to simulate (capacity_kwh, soc, reserve_soc)"
+        )
     reserve = t.number("reserve_soc", 5.0, lo=0, hi=100)
     battery = HomeBattery(
         capacity_wh=t.number("capacity_kwh", 10.0, lo=0.1) * 1000,
@@ -129,6 +149,7 @@ def _battery(top: Table, site: Site) -> HomeBattery | None:
         max_charge_w=site.battery.max_charge_w,
         max_discharge_w=site.battery.max_discharge_w,
         reserve_soc=reserve,
+        controlled=t.boolean("hold", False),  # the gateway holds it (gateway/allocation/hold.py)
     )
     t.finish()
     return battery

@@ -12,7 +12,7 @@ import bisect
 import csv
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ class Series:
     times: list[float]
     rows: list[tuple[float, ...]]
     step: bool = False  # hold each value until the next point instead of interpolating
+    # The last interval read: time moves forward, so the next read is mostly in it too.
+    _i: int = field(default=1, compare=False, repr=False)
 
     def at(self, t: float) -> tuple[float, ...]:
         times = self.times
@@ -67,17 +69,22 @@ class Series:
             return self.rows[0]
         if t >= times[-1]:
             return self.rows[-1]
-        i = bisect.bisect_right(times, t)
+        i = self._i
+        if not times[i - 1] <= t < times[i]:
+            i = self._i = bisect.bisect_right(times, t)
         left = self.rows[i - 1]
         if self.step:
             return left
         t0, t1 = times[i - 1], times[i]
         f = (t - t0) / (t1 - t0)
+        if len(left) == 1:
+            return (left[0] + (self.rows[i][0] - left[0]) * f,)
         return tuple(a + (b - a) * f for a, b in zip(left, self.rows[i], strict=True))
 
 
 def read_series(t: Table, base_dir: Path, columns: Sequence[int], unit: str) -> Series:
-    """A series table: `points = [[time, value...], ...]` or `csv = "file.csv"`, and
+    """A series table: `points = [[time, value...], ...]` or `csv = "file.csv"` (with
+    `column` naming the header cells to read; else every cell after the time), and
     `interpolation = "linear" | "step"`; each row has one of `columns` values."""
     step = t.choice("interpolation", ["linear", "step"], "linear") == "step"
     has_points, has_csv = t.has("points"), t.has("csv")
@@ -141,11 +148,13 @@ def _csv_points(
     name = t.string("csv")
     path = base_dir / name
     key = t.at("csv")
+    names = _column_names(t, columns, unit)
     try:
         with open(path, newline="", encoding="utf-8") as f:
             lines = list(csv.reader(f))
     except OSError as exc:
         raise SchemaError(key, f"cannot read {path}: {exc.strerror or exc}") from None
+    picked: list[int] | None = None  # the cells to read, when `column` names them
     times: list[float] = []
     rows: list[tuple[float, ...]] = []
     day: dt.date | None = None
@@ -153,8 +162,15 @@ def _csv_points(
         cells = [c.strip() for c in cells]
         if not cells or not any(cells) or cells[0].startswith("#"):
             continue
+        if names is not None and picked is None:
+            picked = _header(cells, names, t.at("column"), f"{path}:{number}")
+            continue
         try:
             when, day = _csv_time(cells[0], day)
+            if picked is not None:
+                if len(cells) <= max(picked):
+                    raise ValueError(f"has {len(cells)} cells, the header {max(picked) + 1}")
+                cells = [cells[0], *(cells[i] for i in picked)]
             values = [_number(c) for c in cells[1:]]
         except ValueError as exc:
             if number == 1 and not times:
@@ -169,6 +185,29 @@ def _csv_points(
         raise SchemaError(key, f"{path}: no data rows")
     _same_width(rows, f"{key}: {path}")
     return times, rows
+
+
+def _column_names(t: Table, columns: Sequence[int], unit: str) -> list[str] | None:
+    """`column = "name"` (or one name per value, e.g. per phase): the header cells to read."""
+    raw = t.raw("column", None)
+    if raw is None:
+        return None
+    names = [raw] if isinstance(raw, str) else raw
+    where = t.at("column")
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise SchemaError(where, "must be a column name or a list of them")
+    if len(names) not in columns:
+        want = " or ".join(str(n) for n in columns)
+        raise SchemaError(where, f"needs {want} column name(s) of values in {unit}")
+    return names
+
+
+def _header(cells: list[str], names: list[str], where: str, at: str) -> list[int]:
+    """The positions of `names` in the header row `cells`."""
+    for n in names:
+        if n not in cells[1:]:
+            raise SchemaError(where, f"{at}: no column {n!r} after the time in {cells}")
+    return [cells.index(n, 1) for n in names]
 
 
 def _csv_time(cell: str, day: dt.date | None) -> tuple[float, dt.date | None]:

@@ -24,6 +24,7 @@ class Trace:
     pv_w: list[float] = field(default_factory=list)
     battery_w: list[float] = field(default_factory=list)
     battery_soc: list[float | None] = field(default_factory=list)
+    cars_w: list[float] = field(default_factory=list)  # all cars together
     grid_a: list[tuple[float, ...]] = field(default_factory=list)
     limit_a: list[tuple[float, ...]] = field(default_factory=list)  # per charger
     draw_a: list[tuple[float, ...]] = field(default_factory=list)  # per charger, highest line
@@ -72,8 +73,8 @@ def simulate(scenario: Scenario, trace: bool = False) -> Result:
             _record(record, now, reading, model, decision)
     model.measure(scenario.start_s + cycles * dt)  # count the last cycle's energy
     wall = time.perf_counter() - started
-    for charger_tally, bay in zip(tally.chargers, model.bays, strict=True):
-        charger_tally.energy_wh = bay.energy_wh
+    tally.finish(model.bays)
+    for charger_tally in tally.chargers:
         s = state.chargers.get(charger_tally.id)
         if s is not None:
             charger_tally.starts, charger_tally.stops = s.starts, s.stops
@@ -86,6 +87,8 @@ def _record(trace: Trace, now: float, r: Reading, model: SiteModel, decision: De
     trace.pv_w.append(r.pv_w)
     trace.battery_w.append(r.battery_w)
     trace.battery_soc.append(r.battery_soc)
+    volts = model.site.voltage_v
+    trace.cars_w.append(sum(bay.power_w(volts) for bay in model.bays))
     trace.grid_a.append(r.grid_a)
     trace.limit_a.append(tuple(c.limit_a for c in decision.commands))
     trace.draw_a.append(tuple(max(bay.line_currents()) for bay in model.bays))

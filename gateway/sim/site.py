@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from gateway.allocation.controller import Command
+from gateway.allocation.hold import hold_limit
 from gateway.model import PHASE_NAMES, Charger, Measurements, Site, Snapshot
 from gateway.sim.ev import EV, IEC_MIN_A
 from gateway.sim.series import Series
@@ -56,11 +57,18 @@ class HomeBattery:
     max_discharge_w: float
     reserve_soc: float = 5.0  # it does not discharge below this
     power_w: float = 0.0  # + discharge, − charge
+    # A discharge cap written to its inverter (the battery hold); None: none. The grid
+    # covers whatever the capped battery does not.
+    limit_w: float | None = None
+    # Its inverter takes the gateway's hold (a battery meter with control = true); in
+    # `simulate` the SiteModel writes the hold straight into limit_w each cycle.
+    controlled: bool = False
 
     def settle(self, net_w: float) -> None:
         """Cover a net load (+) or store a surplus (−), as far as limits allow."""
         if net_w > 0.0 and self.soc > self.reserve_soc:
-            self.power_w = min(net_w, self.max_discharge_w)
+            cap = self.max_discharge_w if self.limit_w is None else self.limit_w
+            self.power_w = min(net_w, self.max_discharge_w, cap)
         elif net_w < 0.0 and self.soc < 100.0:
             self.power_w = max(net_w, -self.max_charge_w)
         else:
@@ -206,6 +214,8 @@ class Premises:
         n = self.site.phases
         row = self.household.at(now)
         base = row if len(row) == n else (sum(row) / n,) * n
+        if not any(self.extra_w):
+            return base
         return tuple(b + e for b, e in zip(base, self.extra_w, strict=True))
 
     def read(self, now: float, ev_a: Sequence[float]) -> Reading:
@@ -275,5 +285,15 @@ class SiteModel:
         return snapshot, reading
 
     def apply(self, commands: Iterable[Command], now: float) -> None:
+        allowed = []
         for bay, command in zip(self.bays, commands, strict=True):
             bay.offer(command.limit_a, now)
+            if command.limit_a > 0:
+                allowed.append(bay.charger.mode)
+        battery = self.battery
+        if battery is not None and battery.controlled:
+            # The hub's rule (gateway.allocation.hold) on an inverter that obeys at once.
+            premises = self.premises
+            pv = max(0.0, premises.pv.at(now)[0]) if premises.pv is not None else 0.0
+            house_w = sum(premises.household_w(now)) - pv
+            battery.limit_w = hold_limit(self.site.battery, battery.soc, allowed, False, house_w)

@@ -1,14 +1,24 @@
-"""What a simulated day did: energy, PV use, import, breaker excursions, start/stop cycles.
+"""What a simulated day did: energy and where it came from, PV use, import, the battery,
+breaker excursions, start/stop cycles.
 
 Definitions (also in docs/simulation.md):
 - PV surplus = PV − household (cars and battery not counted), when positive.
-- Cars' energy from PV: the part of their draw the surplus covers, split in proportion
-  to each car's draw.
+- Where the cars' energy came from, each cycle: PV serves the household first and the
+  cars next (so the cars' PV is the part of their draw the surplus covers); battery
+  discharge serves what is left of the household first and the cars next; the rest of
+  the cars' draw is grid import. Each part is split over the cars in proportion to their
+  draw, so a car's `pv_wh + battery_wh + grid_wh` is its energy. Charging the battery
+  takes no car energy: the site model charges it only from what the cars leave.
+  `grid_to_cars_wh` is at most the net import, and the rest of the import is the house's.
 - Usable surplus: what the cars present and not full could have taken (each at
   min(charger max, car max)), after the battery's share while it is below its SOC
   target (the modes give it the surplus first).
 - Exported while a car waited: export the cars present and not full had room for.
 - Grid import during solar charging: net import, up to what Solar and Excess chargers draw.
+- Battery: the lowest SOC seen, and the time spent below `[site.battery] soc_min`.
+- A visit is one car at one charger: the energy it wanted, what it got, and when it was
+  full (the end of the cycle in which it got what it wanted; None when it left, or the
+  run ended, before).
 - A breaker excursion is a stretch of time a phase imports more than the breaker.
   The gateway needs one cycle to see a change and a car up to its lag to follow a new
   limit: A·s are counted beyond the first cycle, and beyond that reaction time.
@@ -21,9 +31,20 @@ from dataclasses import dataclass, field
 
 from gateway.allocation.controller import Command
 from gateway.model import Mode, Site
-from gateway.sim.site import Bay, Reading
+from gateway.sim.site import Bay, Reading, Session
 
 _SURPLUS_MODES = (Mode.SOLAR, Mode.EXCESS)
+
+
+@dataclass(slots=True)
+class Visit:
+    session: Session
+    delivered_wh: float = 0.0
+    full_s: float | None = None  # when the car was first seen full
+
+    @property
+    def needed_wh(self) -> float:
+        return self.session.energy_wh
 
 
 @dataclass(slots=True)
@@ -31,16 +52,27 @@ class ChargerTally:
     id: str
     mode: Mode
     pv_wh: float = 0.0
+    battery_wh: float = 0.0
+    grid_wh: float = 0.0
     changes: int = 0
     present_s: float = 0.0
     last_limit: float = 0.0
     energy_wh: float = 0.0  # filled in at the end
     starts: int = 0
     stops: int = 0
+    visits: list[Visit] = field(default_factory=list)
 
     @property
     def changes_per_h(self) -> float:
         return self.changes / (self.present_s / 3600) if self.present_s > 0 else 0.0
+
+    @property
+    def starts_per_h(self) -> float:
+        return self.starts / (self.present_s / 3600) if self.present_s > 0 else 0.0
+
+    @property
+    def needed_wh(self) -> float:
+        return sum(v.needed_wh for v in self.visits)
 
 
 @dataclass(slots=True)
@@ -65,9 +97,18 @@ class Tally:
     exported_waiting_wh: float = 0.0
     solar_import_wh: float = 0.0
     imported_wh: float = 0.0
+    battery_to_cars_wh: float = 0.0
+    grid_to_cars_wh: float = 0.0
+    battery_min_soc: float | None = None
+    below_soc_min_s: float = 0.0
+    _within: bool = field(default=True, init=False, repr=False)  # no phase over, last cycle
 
     def __post_init__(self) -> None:
         self.phases = [Excursion() for _ in range(self.site.phases)]
+
+    @property
+    def pv_to_cars_wh(self) -> float:
+        return sum(c.pv_wh for c in self.chargers)
 
     def add(
         self,
@@ -82,21 +123,36 @@ class Tally:
         h = dt / 3600
         powers = [bay.power_w(volts) for bay in bays]
         ev_w = sum(powers)
-        surplus = max(0.0, reading.pv_w - sum(reading.household_w))
+        house_w = sum(reading.household_w)
+        surplus = max(0.0, reading.pv_w - house_w)
         pv_to_ev = min(ev_w, surplus)
+        battery_left_w = max(0.0, reading.battery_w - max(0.0, house_w - reading.pv_w))
+        battery_to_ev = min(ev_w - pv_to_ev, battery_left_w)
+        grid_to_ev = ev_w - pv_to_ev - battery_to_ev
         room = 0.0
         solar_w = 0.0
         for bay, tally, power, command in zip(bays, self.chargers, powers, commands, strict=True):
-            if pv_to_ev > 0.0 and power > 0.0:
-                tally.pv_wh += pv_to_ev * power / ev_w * h
             if command.limit_a != tally.last_limit:
                 tally.changes += 1
                 tally.last_limit = command.limit_a
-            if bay.ev is not None:
-                tally.present_s += dt
+            if bay.ev is None:
+                continue
+            tally.present_s += dt
             room += bay.room_w(volts)
-            if tally.mode in _SURPLUS_MODES:
-                solar_w += power
+            visit = self._visit(now, bay, tally)
+            if power > 0.0:
+                share = power / ev_w * h
+                tally.pv_wh += pv_to_ev * share
+                tally.battery_wh += battery_to_ev * share
+                tally.grid_wh += grid_to_ev * share
+                if tally.mode in _SURPLUS_MODES:
+                    solar_w += power
+                visit.delivered_wh += power * h
+                if visit.full_s is None and visit.delivered_wh >= visit.needed_wh:
+                    visit.full_s = now + dt  # the car stops at the end of this interval
+        self.battery_to_cars_wh += battery_to_ev * h
+        self.grid_to_cars_wh += grid_to_ev * h
+        self._battery(dt, reading.battery_soc)
         battery = self.site.battery
         battery_first = 0.0
         soc = reading.battery_soc
@@ -115,10 +171,38 @@ class Tally:
         self.solar_import_wh += min(max(0.0, net_w), solar_w) * h
         self._excursions(now, dt, reading.grid_a)
 
+    def finish(self, bays: Sequence[Bay]) -> None:
+        """After the last cycle: each charger's energy as the cars counted it."""
+        for tally, bay in zip(self.chargers, bays, strict=True):
+            tally.energy_wh = bay.energy_wh
+
+    def _visit(self, now: float, bay: Bay, tally: ChargerTally) -> Visit:
+        """The visit of the car at `bay` (a new one when a new session is there)."""
+        visits = tally.visits
+        if not visits or visits[-1].session is not bay.session:
+            assert bay.session is not None
+            visits.append(Visit(bay.session))
+        visit = visits[-1]
+        if visit.full_s is None and bay.ev is not None and bay.ev.full:
+            visit.full_s = now  # wanted nothing
+        return visit
+
+    def _battery(self, dt: float, soc: float | None) -> None:
+        if soc is None:
+            return
+        if self.battery_min_soc is None or soc < self.battery_min_soc:
+            self.battery_min_soc = soc
+        battery = self.site.battery
+        if battery is not None and soc < battery.soc_min:
+            self.below_soc_min_s += dt
+
     def _excursions(self, now: float, dt: float, grid_a: Sequence[float]) -> None:
         """Per phase: peak, longest stretch, and A·s beyond one cycle and beyond the
         reaction time (`now` is on the cycle grid, so the first cycle is [since, since + dt])."""
         breaker = self.site.main_breaker_a
+        if max(grid_a) - breaker <= 1e-9 and self._within:
+            return  # most cycles: no phase over, none was
+        self._within = max(grid_a) - breaker <= 1e-9
         for excursion, current in zip(self.phases, grid_a, strict=True):
             over = current - breaker
             if over <= 1e-9:
