@@ -23,6 +23,7 @@ from gateway.meters.config import MeterConfig, read_meters
 from gateway.model import PHASE_NAMES, Charger, Site
 from gateway.mqtt.config import MqttConfig, read_mqtt
 from gateway.ocpp.config import ChargerOcpp, OcppConfig, read_charger_ocpp, read_ocpp
+from gateway.ocpp.profiles import wire_limit
 from gateway.schema import SchemaError, SchemaErrors, Table
 from gateway.tomlfile import TomlError, error_at, read_toml
 from gateway.web.config import StateConfig, WebConfig, read_state, read_web
@@ -220,9 +221,17 @@ def describe(
         lines.append(
             f"charger {ch.id}: {ch.mode.value}, {ch.min_a:g}-{ch.max_a:g} A, "
             f"{ch.phases}-phase on {ch.phase_map}, priority {ch.priority}, "
-            f"failsafe {c.failsafe_a:g} A"
+            f"failsafe {c.failsafe_a:g} A" + _failsafe_watts(c, site.voltage_v)
         )
     return lines
+
+
+def _failsafe_watts(c: ChargerConfig, volts: float) -> str:
+    """What a W-only charger's failsafe layer holds (gateway.ocpp.profiles.base_layer)."""
+    if c.ocpp.rate_unit != "W":
+        return ""
+    watts = wire_limit(c.failsafe_a, "W", c.ocpp.limit_step_a, volts, c.charger.phases)
+    return f" = {watts:g} W ({c.charger.phases} x {volts:g} V)"
 
 
 def this_machine_address() -> str:

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from gateway.ocpp.machine import DISOBEYS
 from tests.test_e2e import (
     BREAKER_A,
     CAR_LAG_S,
@@ -131,6 +132,10 @@ def test_an_uncontrolled_charger_is_fixed_load_and_shown_as_such(tmp_path, caplo
         async with running(tmp_path, household_w=per_phase_w(2), ramp=2) as site:
             point = site.live.station("c2").point
             point.quirks.add("ignores_limits")
+            # As the OCPP obedience check finds it: in its control machine, and published
+            # at once (the control task publishes the machine's state at its next step).
+            machine = site.gateway.central._machines["c2"]
+            machine.uncontrolled, machine.backoff_s = DISOBEYS, 60.0
             site.gateway.central._live["c2"].uncontrolled = True
             watch = Overload(site)
             await until(
@@ -143,6 +148,7 @@ def test_an_uncontrolled_charger_is_fixed_load_and_shown_as_such(tmp_path, caplo
             assert near(site.limits(), {"c1": 7})  # c2's share is not handed out
             assert (await charger_registers(site, 1))[0] == 2  # uncontrolled
             assert (await charger_registers(site, 0))[0] == 1
+            machine.uncontrolled = None
             site.gateway.central._live["c2"].uncontrolled = False
             seen = len(site.reports)
             await until(lambda: len(site.reports) > seen + 1, 5, "two cycles since")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import load_config
+from gateway.config import describe, load_config
 from gateway.ocpp.profiles import (
     BASE_STACK,
     base_layer,
@@ -36,9 +36,12 @@ def test_wire_limit_rounds_down_to_what_the_charger_takes() -> None:
     assert wire_limit(0, "A", 0.1, 230, 3) == 0.0
 
 
-def test_failsafe_in_watts_counts_one_phase() -> None:
-    assert base_layer(6, "W", 0.1, 230).limit == 1380.0
-    assert base_layer(6, "A", 0.1, 230).limit == 6.0
+def test_failsafe_in_watts_counts_the_chargers_phases() -> None:
+    """A 3-phase car on a W-only charger gets the failsafe current on each line, not a
+    third of it (below the 6 A minimum: in effect a stop)."""
+    assert base_layer(6, "W", 0.1, 230, 3).limit == 4140.0
+    assert base_layer(6, "W", 0.1, 230, 1).limit == 1380.0
+    assert base_layer(6, "A", 0.1, 230, 3).limit == 6.0
 
 
 def sim(**kw: object) -> SimChargePoint:
@@ -50,7 +53,7 @@ def sim(**kw: object) -> SimChargePoint:
 def test_layers_seen_by_the_simulated_charger(version: str) -> None:
     build = profile_16 if version == "1.6" else profile_201
     cp = sim()
-    base = base_layer(6, "A", 0.1, 230)
+    base = base_layer(6, "A", 0.1, 230, 3)
     dynamic = dynamic_layer(16, "A", 3, NOW, 60, base)
     for layer in (base, dynamic):
         assert cp.install(read_profile(build(layer, "absolute", NOW), 1, version, NOW)) == (
@@ -64,7 +67,7 @@ def test_layers_seen_by_the_simulated_charger(version: str) -> None:
 
 def test_stack_zero_puts_the_failsafe_in_a_tail_period() -> None:
     cp = sim(max_stack_level=0)
-    base = base_layer(6, "A", 0.1, 230)
+    base = base_layer(6, "A", 0.1, 230, 3)
     layer = dynamic_layer(16, "A", BASE_STACK, NOW, 60, base)
     assert layer.valid_to is None and layer.tail is not None
     for lay in (base, layer):
@@ -88,7 +91,7 @@ def test_failsafe_lives_in_the_schedule(version: str, unit: str, stack: int, kin
     """
     build = profile_16 if version == "1.6" else profile_201
     cp = sim(quirks=frozenset({"ignores_valid_to"}), ev=EV(phases=1))
-    base = base_layer(6, unit, 0.1, 230)
+    base = base_layer(6, unit, 0.1, 230, 1)
     limit = wire_limit(16, unit, 0.1, 230, 1)
     elapsed = 1200.0  # the session started 20 minutes before this send
     cp.session_start = NOW - elapsed
@@ -103,7 +106,7 @@ def test_failsafe_lives_in_the_schedule(version: str, unit: str, stack: int, kin
 
 
 def test_relative_profile_has_no_start_schedule() -> None:
-    base = base_layer(6, "A", 0.1, 230)
+    base = base_layer(6, "A", 0.1, 230, 3)
     wire = profile_201(dynamic_layer(10, "A", 1, NOW, 60, base), "relative", NOW)
     assert wire["charging_profile_kind"] == "Relative"
     assert "start_schedule" not in wire["charging_schedule"][0]
@@ -114,9 +117,10 @@ def test_relative_profile_has_no_start_schedule() -> None:
 
 def test_simulated_charger_follows_the_spec_rules() -> None:
     cp = sim(rate_units=("W",), max_stack_level=2, ev=EV(phases=1))
-    amps = read_profile(profile_16(base_layer(6, "A", 0.1, 230), "absolute", NOW), 1, "1.6", NOW)
+    amps_layer = base_layer(6, "A", 0.1, 230, 1)
+    amps = read_profile(profile_16(amps_layer, "absolute", NOW), 1, "1.6", NOW)
     assert cp.install(amps) == "Rejected"  # W-only
-    watts = base_layer(6, "W", 0.1, 230)
+    watts = base_layer(6, "W", 0.1, 230, 1)
     assert cp.install(read_profile(profile_16(watts, "absolute", NOW), 1, "1.6", NOW)) == (
         "Accepted"
     )
@@ -271,3 +275,42 @@ def test_check_config_exits_2_naming_the_ocpp_key(tmp_path: Path, cli: Any) -> N
     result = cli("check-config", str(path))
     assert result.returncode == 2
     assert f"{path}:18: ocpp.port: must be <= 65535" in result.stderr
+
+
+def test_summary_shows_the_watts_a_watts_only_charger_gets(tmp_path: Path) -> None:
+    """check-config and the start-up summary: the failsafe layer in W counts the phases."""
+    path = tmp_path / "gw.toml"
+    path.write_text(BASE_TOML + "phases = 3\nfailsafe_a = 7\n")
+    lines = [line for line in describe(load_config(path)) if line.startswith("charger garage")]
+    assert lines[0].endswith("failsafe 7 A = 4830 W (3 x 230 V)")
+    path.write_text(BASE_TOML.replace('rate_unit = "W"', 'rate_unit = "A"'))
+    assert any(line.endswith("failsafe 6 A") for line in describe(load_config(path)))
+
+
+def _sample(value: float, measurand: str, phase: str | None = None) -> dict:
+    sample: dict = {"value": str(value), "measurand": measurand}
+    return sample | ({"phase": phase} if phase else {})
+
+
+def test_line_to_line_voltages_are_told_apart() -> None:
+    mixed = [
+        _sample(230, "Voltage", "L1-N"),
+        _sample(400, "Voltage", "L1-L2"),
+        _sample(398, "Voltage"),  # unphased, but line-to-line by its size
+    ]
+    assert parse_meter_values([{"sampled_value": mixed}], 3).voltage_v == 230
+    only_between = [_sample(400, "Voltage", "L1-L2"), _sample(400, "Voltage", "L2-L3")]
+    reading = parse_meter_values([{"sampled_value": only_between}], 3)
+    assert reading.voltage_v == pytest.approx(400 / 3**0.5)
+
+
+def test_whole_amp_currents_take_the_finer_power_figure() -> None:
+    def read(*currents: float, power: float) -> tuple:
+        samples = [_sample(c, "Current.Import", f"L{i + 1}") for i, c in enumerate(currents)]
+        samples += [_sample(230, "Voltage", "L1-N"), _sample(power, "Power.Active.Import")]
+        return parse_meter_values([{"sampled_value": samples}], 3).current_a
+
+    assert read(15, 15, 15, power=15.9 * 230 * 3) == pytest.approx((15.9, 15.9, 15.9))
+    assert read(15, 0, 0, power=15.9 * 230) == pytest.approx((15.9, 0, 0))
+    assert read(15.4, 15, 15, power=15.9 * 230 * 3) == (15.4, 15, 15)  # already fine
+    assert read(15, 15, 15, power=3000) == (15, 15, 15)  # power is not this draw

@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import shutil
 import socket
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from ocpp.exceptions import InternalError
 
 from gateway.model import ACTIVE_STATUSES
-from gateway.ocpp.server import CentralSystem
+from gateway.ocpp.server import CHARGER_LINES, CentralSystem
 from gateway.sim.chargepoint import SimChargePoint
+from gateway.sim.demo_command import DEMO
 from gateway.sim.ev import EV
+from gateway.sim.scenario import load_scenario
+from gateway.tomlfile import TomlError
 from tests.test_ocpp import VERSIONS, Lab, charger, config, run
 from tests.waiting import until
 
@@ -125,16 +132,16 @@ def test_a_failed_reduction_is_retried_at_the_next_cycle() -> None:
             site.cs.set_limit("CP1", 16)
             await until(lambda: sim.effective_limit_a() == 16.0, what="16 A")
             await until(lambda: site.state().sent_a == 16.0, what="16 A acknowledged")
-            sim.quirks.add("set_profile_not_implemented")
-            installs = sim.installs
+            sim.profile_error = InternalError("busy\nrequest: {...}\n  more lines")
             site.cs.set_limit("CP1", 6)
-            await until(lambda: "NotImplemented" in site.state().problem, what="send failed")
+            await until(lambda: "InternalError" in site.state().problem, what="send failed")
+            assert "\n" not in site.state().problem  # a multi-line description, one line
             assert sim.effective_limit_a() == 16.0 and site.state().sent_a == 16.0
-            assert sim.installs == installs  # refused before it was installed
-            sim.quirks.discard("set_profile_not_implemented")
+            assert not site.state().uncontrolled  # failed, not refused
+            sim.profile_error = None
             site.cs.set_limit("CP1", 6)  # the hub's next cycle
             await until(lambda: sim.effective_limit_a() == 6.0, timeout=3, what="retried")
-            assert site.state().sent_a == 6.0
+            await until(lambda: site.state().sent_a == 6.0, what="6 A acknowledged")
 
     run(scenario)
 
@@ -166,5 +173,201 @@ def test_nested_and_binary_frames_get_a_call_error_and_the_session_stays() -> No
             site.cs.set_limit("CP1", 9)
             await until(lambda: sim.effective_limit_a() == 9.0, what="still controlled")
             assert sim.connections == 1 and site.state().online
+
+    run(scenario)
+
+
+def gateway_lines(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith(("gateway.ocpp", "ocpp.csms")) and text in r.getMessage()
+    ]
+
+
+def test_a_charger_refusing_every_profile_is_uncontrolled_and_backed_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """MicroOcpp / SAP in 2.0.1: NotImplemented for every SetChargingProfile, down the
+    whole fallback chain. Uncontrolled, said once; attempts back off; a limit taken ends it."""
+    caplog.set_level(logging.INFO, logger="gateway.ocpp")
+
+    async def scenario() -> None:
+        async with Lab(config(charger())) as site:
+            sim = await site.sim(version="2.0.1", quirks=frozenset({"set_profile_not_implemented"}))
+            site.cs.set_limit("CP1", 8)
+            await until(lambda: site.state().uncontrolled, what="uncontrolled")
+            assert "uncontrolled: refuses every profile" in site.state().problem
+            assert site.state().sent_a is None
+            installs = sim.installs
+            for _ in range(16):  # 4 s of hub cycles: 8 refreshes at refresh_s 0.5
+                site.cs.set_limit("CP1", 8)
+                await asyncio.sleep(0.25)
+            # Backed off (1 s, 2 s, ...), not every refresh; each attempt is base + dynamic.
+            assert sim.installs - installs <= 2 * 3
+            sim.quirks.discard("set_profile_not_implemented")
+            await until(
+                lambda: (site.cs.set_limit("CP1", 8), not site.state().uncontrolled)[1],
+                timeout=10,
+                what="controlled again",
+            )
+            await until(lambda: sim.effective_limit_a() == 8.0, what="its limit")
+            await until(lambda: site.state().problem == "", what="no problem left")
+
+    run(scenario)
+    assert len(gateway_lines(caplog, "uncontrolled")) == 1
+    assert len(gateway_lines(caplog, "controlled again")) == 1
+    assert not gateway_lines(caplog, "Received a CALLError")  # each refusal said once
+
+
+def test_a_charger_that_keeps_disobeying_becomes_uncontrolled_and_recovers() -> None:
+    async def scenario() -> None:
+        async with Lab(config(charger())) as site:
+            sim = await site.sim(max_a=16.0, quirks=frozenset({"ignores_limits"}))
+            await sim.plug_in()
+            await until(
+                lambda: (site.cs.set_limit("CP1", 8), site.state().uncontrolled)[1],
+                timeout=30,
+                what="uncontrolled after re-send and reinstall",
+            )
+            assert sim.clears > 0  # the reinstall came first
+            assert "ignores its limit" in site.state().problem
+            sim.quirks.discard("ignores_limits")
+            await until(
+                lambda: (site.cs.set_limit("CP1", 8), not site.state().uncontrolled)[1],
+                timeout=10,
+                what="obeys again",
+            )
+            assert site.state().obeys
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_whole_amp_currents_are_refined_by_power(version: str) -> None:
+    """MicroOcpp reports "7.00" at 7.6 A; the power / voltage figure is the finer one."""
+
+    async def scenario() -> None:
+        async with Lab(config(charger())) as site:
+            sim = await site.sim(version=version, quirks=frozenset({"integer_currents"}))
+            await sim.plug_in()
+            site.cs.set_limit("CP1", 7.6)
+            await until(lambda: sim.ev.draw_a == pytest.approx(7.6), what="7.6 A")
+            await until(
+                lambda: site.state().draw_a == pytest.approx((7.6, 7.6, 7.6), abs=0.01),
+                what="the finer draw",
+            )
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_watts_only_line_to_line_charger_gets_the_right_watts(version: str) -> None:
+    """Failsafe watts count the charger's phases (a 3-phase car keeps 6 A, not 2 A), and
+    the amps-to-watts voltage is line-to-neutral though the charger reports 398 V."""
+
+    async def scenario() -> None:
+        async with Lab(config(charger())) as site:
+            quirks = frozenset({"watts_only", "line_to_line_voltage"})
+            sim = await site.sim(version=version, quirks=quirks)
+            await until(lambda: sim.effective_limit_a() == pytest.approx(6.0), what="failsafe")
+            assert sim.profiles[0].unit == "W" and sim.profiles[0].periods[0][1] == 6 * 230 * 3
+            await sim.plug_in()
+            site.cs.set_limit("CP1", 10)
+            await until(lambda: site.state().voltage_v is not None, what="a reading")
+            assert site.state().voltage_v == pytest.approx(230.0, abs=0.01)
+            await until(lambda: sim.ev.draw_a == pytest.approx(10.0, abs=0.05), what="10 A")
+            await until(
+                lambda: sim.effective_limit_a() == pytest.approx(10.0, abs=0.05),
+                what="10 A in watts, at 230 V",
+            )
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_refused_measurand_list_falls_back_to_the_core_list(version: str) -> None:
+    """MicroOcpp refuses lists with Current.Offered (2.0.1: then no meter values at all)."""
+
+    async def scenario() -> None:
+        async with Lab(config(charger())) as site:
+            sim = await site.sim(version=version, quirks=frozenset({"rejects_measurands"}))
+            await sim.plug_in()
+            site.cs.set_limit("CP1", 9)
+            await until(lambda: site.state().draw_a == (9.0, 9.0, 9.0), what="draw reported")
+            assert "Current.Offered" not in (sim.measurands() or {"Current.Offered"})
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_charger_without_stack_level_or_rate_unit_keys_is_controlled(version: str) -> None:
+    async def scenario() -> None:
+        async with Lab(config(charger())) as site:
+            sim = await site.sim(
+                version=version, max_stack_level=1, quirks=frozenset({"no_stack_level_key"})
+            )
+            site.cs.set_limit("CP1", 11)
+            await until(lambda: sim.effective_limit_a() == 11.0, what="limit at stack 1, in A")
+            await until(lambda: site.state().sent_a == 11.0, what="acknowledged")
+            assert not site.state().uncontrolled
+            assert {p.stack for p in sim.profiles} == {0, 1}
+
+    run(scenario)
+
+
+def test_charger_provoked_log_lines_are_rate_limited_per_charger(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        async with Lab(config(charger(), charger("CP2"))) as site:
+            noisy = await site.sim()
+            other = await site.sim("CP2")
+            for i in range(60):
+                reply = await noisy.send_raw(f'[2, "x{i}", "NoSuchAction", {{}}]', timeout=2)
+                assert reply is not None and reply[0] == 4  # each still answered
+            reply = await other.send_raw('[2, "y1", "NoSuchAction", {}]', timeout=2)
+            assert reply is not None and reply[0] == 4
+
+    run(scenario)
+    assert len(gateway_lines(caplog, "CP1: unsupported action")) <= CHARGER_LINES
+    assert len(gateway_lines(caplog, "CP2: unsupported action")) == 1
+
+
+def test_scenario_sessions_select_quirks(tmp_path: Path) -> None:
+    """A `[[sessions]]` table names its charge point's quirks (demo, live runs)."""
+    for name in ("site.toml", "gateway.toml"):
+        shutil.copy(DEMO / name, tmp_path / name)
+    site = tmp_path / "site.toml"
+    text = site.read_text()
+    site.write_text(
+        text.replace("max_a = 32\n", 'max_a = 32\nquirks = ["watts_only", "integer_currents"]\n')
+    )
+    sessions = {s.charger: s for s in load_scenario(site).sessions}
+    assert sessions["van"].quirks == {"watts_only", "integer_currents"}
+    assert sessions["garage"].quirks == frozenset()
+    site.write_text(text.replace("max_a = 32\n", 'max_a = 32\nquirks = ["warp_drive"]\n'))
+    with pytest.raises(TomlError, match=r"sessions\[3\]\.quirks\[0\]: must be one of"):
+        load_scenario(site)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_car_on_the_second_connector_is_controlled(version: str) -> None:
+    """MicroOcpp has two connectors: a profile on connector 1 only left connector 2
+    unlimited, and its car read as Available."""
+
+    async def scenario() -> None:
+        async with Lab(config(charger())) as site:
+            sim = await site.sim(version=version, quirks=frozenset({"two_connectors"}))
+            # 1.6 tells NumberOfConnectors; a 2.0.1 EVSE is known from its first status.
+            share = 3.0 if version == "1.6" else 6.0
+            await until(lambda: sim.effective_limit_a() == share, what="failsafe share")
+            site.cs.set_limit("CP1", 10)
+            await sim.plug_in(connector=2)
+            await until(lambda: site.state().status == "Charging", what="Charging")
+            site.cs.set_limit("CP1", 10)
+            await until(lambda: sim.effective_limit_a() == 10.0, what="connector 2 limited")
+            assert {p.connector for p in sim.profiles} == {1, 2}
+            await until(lambda: site.state().draw_a == (10.0, 10.0, 10.0), what="its draw")
 
     run(scenario)

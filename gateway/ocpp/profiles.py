@@ -66,10 +66,11 @@ def wire_limit(amps: float, unit: str, step_a: float, volts: float, phases: int)
     return float(math.floor(rounded * volts * phases))
 
 
-def base_layer(failsafe_a: float, unit: str, step_a: float, volts: float) -> Layer:
-    # In W the charger divides by the phases the car uses: count one phase so that a
-    # 1-phase car can never draw more than the failsafe current on its line.
-    return Layer(BASE_ID, BASE_STACK, wire_limit(failsafe_a, unit, step_a, volts, 1), unit)
+def base_layer(failsafe_a: float, unit: str, step_a: float, volts: float, phases: int) -> Layer:
+    # In W the charger divides by the phases the car uses: count the charger's phases so
+    # that a car on all of them gets the failsafe current (a 1-phase car on a 3-phase
+    # W-only charger may then draw up to phases x failsafe_a, capped by the charger).
+    return Layer(BASE_ID, BASE_STACK, wire_limit(failsafe_a, unit, step_a, volts, phases), unit)
 
 
 def schedule_origin_s(kind: str, session_elapsed_s: float | None) -> float:

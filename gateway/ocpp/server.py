@@ -27,12 +27,16 @@ from websockets.http11 import Request, Response
 
 from gateway.config import Config
 from gateway.ocpp.config import ChargerOcpp
-from gateway.ocpp.control import Control, Target
+from gateway.ocpp.control import Control
+from gateway.ocpp.machine import Machine, Target
 from gateway.ocpp.session import FRAMES, SESSIONS
 from gateway.ocpp.state import ChargerState, Live
+from gateway.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
+# Log lines one charger may cause per minute (a connect with setup takes about ten).
+CHARGER_LINES = 20
 _SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 
 
@@ -65,6 +69,10 @@ class CentralSystem:
         self._live: dict[str, Live] = {
             cid: Live(cid, failsafe_a=t.failsafe_a) for cid, t in self.targets.items()
         }
+        # Control state outlives connections: what the charger holds does too.
+        self._machines: dict[str, Machine] = {}
+        # Log lines a charger can provoke, per charger id (shared by its sessions).
+        self._limiter = RateLimiter(lines=CHARGER_LINES, window_s=60.0)
         self._connections: dict[str, ServerConnection] = {}
         self._server: Server | None = None
         self._closing: set[asyncio.Task] = set()
@@ -87,7 +95,7 @@ class CentralSystem:
         if not math.isfinite(amps) or amps < 0:
             log.error("%s: invalid limit %r from the hub; pausing instead", charger_id, amps)
             amps = 0.0
-        live.wanted_a, live.wanted_at = float(amps), time.time()
+        live.wanted_a, live.wanted_at = float(amps), time.monotonic()
         live.wake.set()
 
     def phase_switch_refused(self, charger_id: str) -> bool:
@@ -183,11 +191,14 @@ class CentralSystem:
         session = session_class(
             cid, ws, response_timeout=self.cfg.response_timeout_s, logger=FRAMES
         )
-        session.setup_session(live, target.phases, self.cfg.heartbeat_interval_s)
+        session.setup_session(live, target.phases, self.cfg.heartbeat_interval_s, self._limiter)
         live.online, live.protocol = True, session.protocol
         live.state_known = False  # until it tells us (see Control._wait_for_boot)
         log.info("%s: connected (%s) from %s", cid, session.protocol, ws.remote_address)
-        control = Control(session, live, target, self.cfg)
+        machine = self._machines.get(cid)
+        if machine is None or machine.target != target:
+            machine = self._machines[cid] = Machine(target, self.cfg)
+        control = Control(session, live, machine, self._limiter)
         task = asyncio.create_task(control.run())
         try:
             await session.start()

@@ -34,7 +34,8 @@ from ocpp.v201 import call_result as res201
 from websockets.exceptions import ConnectionClosed
 
 from gateway.ocpp.profiles import Layer, iso, profile_16, profile_201
-from gateway.ocpp.state import Live, parse_meter_values, status_16, status_201
+from gateway.ocpp.state import Live, Reading, parse_meter_values, status_16, status_201
+from gateway.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +55,34 @@ _UNITS = {"current": "A", "a": "A", "power": "W", "w": "W"}
 SKIP_CHECK = True
 
 
-class _DropRefusalTracebacks(logging.Filter):
-    """The library logs a traceback for each CallError we answer; `lenient` logged a line."""
+# What the library logs at a charger's will and we log ourselves, once and rate-limited:
+# a CallError reply (the control task's line names the refusal) and a reply to no call.
+_OURS = ("Received a CALLError", "Ignoring response with unknown unique id")
+
+
+class _DropChargerProvoked(logging.Filter):
+    """Drop the library's tracebacks for each CallError we answer (`lenient` logged a
+    line) and its lines about replies (see `_OURS`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], OCPPError))
+        if record.exc_info and isinstance(record.exc_info[1], OCPPError):
+            return False
+        return not str(record.msg).startswith(_OURS)
 
 
 # The library's own logger for our sessions: frames at INFO (shown only when `[log]
-# show_libraries` names "ocpp"), without the tracebacks of the refusals we log ourselves.
+# show_libraries` names "ocpp"), without what a charger provokes (see above).
 FRAMES = logging.getLogger("ocpp.csms")
-FRAMES.addFilter(_DropRefusalTracebacks())
+FRAMES.addFilter(_DropChargerProvoked())
+# A charger's text in a log line is cut to this.
+TEXT_MAX = 200
+
+
+def one_line(text: object) -> str:
+    """A charger's text for a log line: whitespace runs (newlines too) become one space,
+    and it is cut to `TEXT_MAX` characters."""
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= TEXT_MAX else flat[: TEXT_MAX - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +119,13 @@ def lenient(handler: Callable) -> Callable:
             result = handler(self, **kw)
             return await result if inspect.isawaitable(result) else result
         except OCPPError as exc:
-            log.warning("%s: %s refused: %s", self.id, handler.__name__, exc.description)
+            self.say(logging.WARNING, f"{handler.__name__} refused: {one_line(exc.description)}")
             raise
         except TypeError as exc:  # a required field missing
-            log.warning("%s: %s refused: %s", self.id, handler.__name__, exc)
+            self.say(logging.WARNING, f"{handler.__name__} refused: {one_line(exc)}")
             raise ProtocolError(str(exc)) from exc
         except Exception as exc:
-            log.warning("%s: %s refused: %r", self.id, handler.__name__, exc)
+            self.say(logging.WARNING, f"{handler.__name__} refused: {one_line(repr(exc))}")
             raise FormatViolationError(f"cannot read message: {exc}") from exc
 
     return wrapper
@@ -148,11 +166,16 @@ class Session:
     route_map: dict
     _call_result: Any
 
-    def setup_session(self, live: Live, lines: int, heartbeat_s: int) -> None:
+    def setup_session(self, live: Live, lines: int, heartbeat_s: int, limiter: RateLimiter) -> None:
         self.live = live
         self.lines = lines
         self.heartbeat_s = heartbeat_s
+        self.limiter = limiter
         self._call_result = _LenientResults(self._call_result)
+
+    def say(self, level: int, text: str) -> None:
+        """A log line about this charger; rate-limited, since the charger can provoke it."""
+        self.limiter.log(log, level, self.id, time.monotonic(), "%s: %s", self.id, text)
 
     async def route_message(self, raw_msg: Any) -> None:
         """The library drops unparsable frames silently; answer them with a CallError."""
@@ -164,40 +187,48 @@ class Session:
         except (OCPPError, RecursionError) as exc:
             if isinstance(exc, RecursionError):  # json gives up on `[` x 1000
                 exc = FormatViolationError("JSON nested too deeply")
-            log.warning("%s: malformed frame (%s): %.200r", self.id, exc.code, raw_msg)
+            self.say(logging.WARNING, f"malformed frame ({exc.code}): {one_line(repr(raw_msg))}")
             error = [4, _message_id(raw_msg), exc.code, exc.description or "", {}]
             await self._send(json.dumps(error))
             return
         if isinstance(msg, Call):
             if not isinstance(msg.action, str) or not isinstance(msg.payload, dict):
-                log.warning("%s: call %.60r is not action + object", self.id, msg.action)
+                self.say(
+                    logging.WARNING, f"call {one_line(repr(msg.action))} is not action + object"
+                )
                 error = ProtocolError("a call needs an action name and a JSON object")
                 await self._send(msg.create_call_error(error).to_json())
                 return
             if msg.action not in self.route_map:
-                log.warning("%s: unsupported action %.60r", self.id, msg.action)
+                self.say(logging.WARNING, f"unsupported action {one_line(repr(msg.action))}")
         try:
             await super().route_message(raw_msg)  # type: ignore[misc]
         except ConnectionClosed:
             raise
         except Exception as exc:  # the library's own trouble must not end the session
-            log.warning("%s: frame not handled (%r): %.200r", self.id, exc, raw_msg)
+            self.say(logging.WARNING, f"frame not handled ({exc!r}): {one_line(repr(raw_msg))}")
 
     def set_status(self, connector: Any, status: str | None, raw: Any) -> None:
         number = _int(connector)
         if status is None or number is None:
-            log.warning("%s: ignoring status %r on connector %r", self.id, raw, connector)
+            self.say(logging.WARNING, f"ignoring status {raw!r:.60} on connector {connector!r:.20}")
             return
         if self.live.statuses.get(number) != status:
-            log.info("%s: connector %d %s", self.id, number, status)
+            self.say(logging.INFO, f"connector {number} {status}")
         self.live.statuses[number] = status
         self.live.learnt()
 
+    def read_meter_values(self, meter_value: Any) -> Reading:
+        reading = parse_meter_values(meter_value, self.lines)
+        if reading.skipped:
+            self.say(logging.INFO, f"skipped {reading.skipped} meter value(s): not a number")
+        return reading
+
     def take_meter_values(self, meter_value: Any) -> None:
-        self.live.apply(parse_meter_values(meter_value, self.lines), time.time(), time.monotonic())
+        self.live.apply(self.read_meter_values(meter_value), time.time(), time.monotonic())
 
     def boot(self, vendor: str, model: str) -> None:
-        log.info("%s: boot %s %s (%s)", self.id, vendor, model, self.protocol)
+        self.say(logging.INFO, f"boot {one_line(vendor)} {one_line(model)} ({self.protocol})")
         self.live.booted(vendor, model)
 
 
@@ -237,7 +268,9 @@ class Session16(Session, CP16):
             str(transaction), None if meter is None else float(meter), time.monotonic()
         )
         self.live.id_tag = _tag(kw.get("id_tag"))
-        log.info("%s: transaction %d started on connector %s", self.id, transaction, connector_id)
+        self.say(
+            logging.INFO, f"transaction {transaction} started on connector {connector_id!r:.20}"
+        )
         return res16.StartTransaction(
             transaction_id=transaction, id_tag_info={"status": "Accepted"}
         )
@@ -247,7 +280,7 @@ class Session16(Session, CP16):
     def on_stop(self, meter_stop: Any, transaction_id: Any, **kw: Any) -> Any:
         meter = _int(meter_stop)
         self.live.stop_session(None if meter is None else float(meter))
-        log.info("%s: transaction %s stopped", self.id, transaction_id)
+        self.say(logging.INFO, f"transaction {transaction_id!r:.40} stopped")
         return res16.StopTransaction(id_tag_info={"status": "Accepted"})
 
     @on("MeterValues", skip_schema_validation=True)
@@ -322,11 +355,20 @@ def _variable(component: str, variable: str, value: str | None = None) -> dict:
     return entry
 
 
+def _names(result: dict) -> tuple[str, str]:
+    """(component, variable) of a GetVariables / SetVariables result, read leniently."""
+    names = []
+    for key in ("component", "variable"):
+        part = result.get(key)
+        names.append(str(part.get("name", "")) if isinstance(part, dict) else "")
+    return names[0], names[1]
+
+
 class Session201(Session, CP201):
     protocol = "2.0.1"
 
-    def setup_session(self, live: Live, lines: int, heartbeat_s: int) -> None:
-        super().setup_session(live, lines, heartbeat_s)
+    def setup_session(self, live: Live, lines: int, heartbeat_s: int, limiter: RateLimiter) -> None:
+        super().setup_session(live, lines, heartbeat_s, limiter)
         self._connector_status: dict[int, str] = {}
 
     def _status_of(self, evse: int) -> None:
@@ -354,7 +396,10 @@ class Session201(Session, CP201):
     def on_status(self, connector_status: Any, evse_id: Any, **kw: Any) -> Any:
         evse = _int(evse_id)
         if evse is None or status_201(connector_status, None, False) is None:
-            log.warning("%s: ignoring status %r on evse %r", self.id, connector_status, evse_id)
+            self.say(
+                logging.WARNING,
+                f"ignoring status {connector_status!r:.60} on evse {evse_id!r:.20}",
+            )
         else:
             self._connector_status[evse] = str(connector_status)
             self._status_of(evse)
@@ -370,12 +415,12 @@ class Session201(Session, CP201):
     def on_transaction_event(self, event_type: Any, transaction_info: Any, **kw: Any) -> Any:
         info = transaction_info if isinstance(transaction_info, dict) else {}
         event = str(event_type)
-        reading = parse_meter_values(kw.get("meter_value"), self.lines)
+        reading = self.read_meter_values(kw.get("meter_value"))
         if event == "Started":
             self.live.start_session(
                 str(info.get("transaction_id", "")), reading.energy_wh, time.monotonic()
             )
-            log.info("%s: transaction %s started", self.id, info.get("transaction_id"))
+            self.say(logging.INFO, f"transaction {info.get('transaction_id')!r:.40} started")
         elif event == "Updated":  # also a session from before our restart
             self.live.join_session(str(info.get("transaction_id", "")), time.monotonic())
         token = kw.get("id_token")
@@ -388,7 +433,7 @@ class Session201(Session, CP201):
         evse = _int(evse_field.get("id")) if isinstance(evse_field, dict) else None
         if event == "Ended":
             self.live.stop_session(reading.energy_wh)
-            log.info("%s: transaction %s ended", self.id, info.get("transaction_id"))
+            self.say(logging.INFO, f"transaction {info.get('transaction_id')!r:.40} ended")
             self.set_status(evse or 1, "Finishing", event)
         else:
             self._status_of(evse or 1)
@@ -418,7 +463,7 @@ class Session201(Session, CP201):
         ]
         result = await self.call(call201.GetVariables(get_variable_data=wanted), suppress=False)
         values = {
-            r["variable"]["name"]: r.get("attribute_value")
+            _names(r)[1]: r.get("attribute_value")
             for r in result.get_variable_result or []
             if isinstance(r, dict) and r.get("attribute_status") == "Accepted"
         }
@@ -430,18 +475,27 @@ class Session201(Session, CP201):
         )
 
     async def configure_meter(self, interval_s: int) -> bool:
-        measurands = ",".join(MEASURANDS)
-        data = [
-            _variable("SampledDataCtrlr", "TxUpdatedInterval", str(interval_s)),
-            _variable("SampledDataCtrlr", "TxUpdatedMeasurands", measurands),
-            _variable("AlignedDataCtrlr", "Interval", str(interval_s)),
-            _variable("AlignedDataCtrlr", "Measurands", measurands),
-        ]
-        result = await self.call(call201.SetVariables(set_variable_data=data), suppress=False)
-        return all(
-            r.get("attribute_status") in ("Accepted", "RebootRequired")
-            for r in result.set_variable_result or []
-        )
+        """As 1.6: the full measurand list, else the core one (chargers reject lists with
+        members they lack, and MicroOcpp then sends no meter values at all). The aligned
+        data is a bonus: chargers without it answer UnknownVariable."""
+        for measurands in (MEASURANDS, CORE_MEASURANDS):
+            listed = ",".join(measurands)
+            data = [
+                _variable("SampledDataCtrlr", "TxUpdatedInterval", str(interval_s)),
+                _variable("SampledDataCtrlr", "TxUpdatedMeasurands", listed),
+                _variable("AlignedDataCtrlr", "Interval", str(interval_s)),
+                _variable("AlignedDataCtrlr", "Measurands", listed),
+            ]
+            result = await self.call(call201.SetVariables(set_variable_data=data), suppress=False)
+            taken = {
+                _names(r)
+                for r in result.set_variable_result or []
+                if isinstance(r, dict)
+                and r.get("attribute_status") in ("Accepted", "RebootRequired")
+            }
+            if ("SampledDataCtrlr", "TxUpdatedMeasurands") in taken:
+                return ("SampledDataCtrlr", "TxUpdatedInterval") in taken
+        return False
 
     async def make_available(self) -> str:
         request = call201.ChangeAvailability(operational_status="Operative")

@@ -7,13 +7,11 @@ Pure: no I/O; times are passed in. Sessions of both protocol versions write into
 from __future__ import annotations
 
 import asyncio
-import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.model import ACTIVE_STATUSES, STATUSES
-
-log = logging.getLogger(__name__)
 
 _STATUS_BY_LOWER = {s.lower(): s for s in STATUSES}
 # 2.0.1 chargingState while the connector is Occupied -> 1.6 status.
@@ -26,6 +24,8 @@ _CHARGING_STATE = {
 }
 # Statuses that go with a session in progress.
 _IN_SESSION = ("Charging", "SuspendedEV", "SuspendedEVSE")
+# With several connectors, the charger's status is the first of these any connector has.
+_BUSIEST = ("Charging", "SuspendedEVSE", "SuspendedEV", "Preparing")
 # A line drawing more than this counts as an active phase.
 ACTIVE_LINE_A = 1.0
 
@@ -54,6 +54,7 @@ class Reading:
     offered_a: float | None = None
     power_w: float | None = None
     energy_wh: float | None = None
+    skipped: int = 0  # samples that were not a number
 
 
 _SCALE = {"w": 1.0, "kw": 1000.0, "wh": 1.0, "kwh": 1000.0, "a": 1.0, "v": 1.0}
@@ -83,15 +84,47 @@ def _line(phase: Any) -> int | None:
     return None
 
 
-def parse_meter_values(meter_value: Any, lines: int) -> Reading:
-    """Read 1.6 or 2.0.1 meter values leniently: odd entries are skipped and logged.
+# A voltage sample above this, without a phase saying so, is line-to-line (400 V
+# nominal) rather than line-to-neutral (230 V).
+LINE_TO_LINE_ABOVE_V = 300.0
 
-    A current without a phase is taken as the draw on each of the charger's `lines`.
+
+def _volts(phase: Any, value: float) -> tuple[bool, float]:
+    """(line-to-neutral?, the value): `L1-L2` style phases and unphased samples above
+    `LINE_TO_LINE_ABOVE_V` are line-to-line."""
+    text = str(phase or "")
+    if text.startswith("L") and "-" in text:
+        return not text.endswith(("-L1", "-L2", "-L3")), value
+    return value <= LINE_TO_LINE_ABOVE_V, value
+
+
+def _finer(
+    current: list[float | None], power_w: float | None, volts: float | None
+) -> list[float | None]:
+    """Whole-amp currents (MicroOcpp sends "15.00" at 15.9 A) refined by power / voltage
+    where that agrees with them within the rounding: the finer figure wins."""
+    drawing = [c for c in current if c is not None and c >= ACTIVE_LINE_A]
+    if not drawing or power_w is None or not volts or any(c != int(c) for c in drawing):
+        return current
+    per_line = power_w / (volts * len(drawing))
+    if not all(abs(per_line - c) < 1.0 for c in drawing):
+        return current  # unbalanced lines, or a power figure that is not this draw
+    return [per_line if c is not None and c >= ACTIVE_LINE_A else c for c in current]
+
+
+def parse_meter_values(meter_value: Any, lines: int) -> Reading:
+    """Read 1.6 or 2.0.1 meter values leniently: odd entries are skipped and counted.
+
+    A current without a phase is taken as the draw on each of the charger's `lines`. The
+    voltage is line-to-neutral: line-to-line samples count only when there is no other,
+    divided by sqrt(3).
     """
     current: list[float | None] = [None, None, None]
     unphased: float | None = None
-    volts: list[float] = []
+    neutral: list[float] = []
+    between: list[float] = []
     values: dict[str, float] = {}
+    skipped = 0
     for mv in meter_value if isinstance(meter_value, list) else []:
         samples = mv.get("sampled_value") if isinstance(mv, dict) else None
         for sample in samples if isinstance(samples, list) else []:
@@ -99,7 +132,7 @@ def parse_meter_values(meter_value: Any, lines: int) -> Reading:
                 continue
             number = _number(sample.get("value"))
             if number is None:
-                log.info("skipping meter value %r: not a number", sample.get("value"))
+                skipped += 1
                 continue
             number *= _unit_scale(sample)
             measurand = str(sample.get("measurand", "Energy.Active.Import.Register"))
@@ -110,17 +143,23 @@ def parse_meter_values(meter_value: Any, lines: int) -> Reading:
                 else:
                     current[line] = number
             elif measurand == "Voltage":
-                volts.append(number)
+                to_neutral, value = _volts(sample.get("phase"), number)
+                (neutral if to_neutral else between).append(value)
             elif line is None:
                 values[measurand] = number
     if unphased is not None and all(c is None for c in current):
         current = [unphased if i < lines else 0.0 for i in range(3)]
+    volts = neutral or [v / math.sqrt(3) for v in between]
+    voltage = sum(volts) / len(volts) if volts else None
+    power = values.get("Power.Active.Import")
+    current = _finer(current, power, voltage)
     return Reading(
         current_a=(current[0], current[1], current[2]),
-        voltage_v=sum(volts) / len(volts) if volts else None,
+        voltage_v=voltage,
         offered_a=values.get("Current.Offered"),
-        power_w=values.get("Power.Active.Import"),
+        power_w=power,
         energy_wh=values.get("Energy.Active.Import.Register"),
+        skipped=skipped,
     )
 
 
@@ -174,7 +213,7 @@ class Live:
     session_wh: float = 0.0
     session_mono: float | None = None  # when we learnt of the session (monotonic)
     last_seen: float | None = None
-    reading_at: float | None = None
+    reading_at: float | None = None  # monotonic, when the last MeterValues arrived
     reading_mono: float | None = None
     lines_reported: tuple[bool, bool, bool] = (False, False, False)
     sent_until_mono: float | None = None
@@ -197,11 +236,15 @@ class Live:
 
     @property
     def status(self) -> str:
-        # Connector 0 speaks for the whole charger when it is out of service.
+        """The charger's status: connector 0 when it is out of service, else the busiest
+        connector's (Charging when any connector charges, then a car in any state)."""
         whole = self.statuses.get(0)
         if whole in ("Unavailable", "Faulted"):
             return whole
         others = [s for c, s in sorted(self.statuses.items()) if c != 0]
+        for wanted in _BUSIEST:
+            if wanted in others:
+                return wanted
         return others[0] if others else whole or ("Available" if self.online else "Unavailable")
 
     def seen(self, now: float) -> None:
@@ -270,7 +313,7 @@ class Live:
             self.power_w = reading.power_w
         if reading.energy_wh is not None:
             self._count_energy(reading.energy_wh)
-        self.reading_at = now
+        self.reading_at = mono
         self.wake.set()
 
     @property

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import ssl
 import time
 import uuid
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ocpp.exceptions import NotImplementedError as NotImplementedCallError
+from ocpp.exceptions import OCPPError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as CP16
 from ocpp.v16 import call as call16
@@ -135,8 +137,9 @@ QUIRKS = frozenset(
         "line_to_line_voltage",  # Voltage samples about 400 V
         "reply_extras",  # vendor fields in replies
         "set_profile_not_implemented",  # SetChargingProfile -> CallError NotImplemented
-        "rejects_measurands",  # refuses measurand lists with Current.Offered (1.6) / any (2.0.1)
-        "two_connectors",  # NumberOfConnectors = 2
+        # refuses measurand lists with Current.Offered; 2.0.1 then sends no meter values
+        "rejects_measurands",
+        "two_connectors",  # NumberOfConnectors = 2 (MicroOcpp); plug_in(connector=2)
         "watts_only",  # smart charging in W only
         "no_stack_level_key",  # reports no ChargeProfileMaxStackLevel / rate unit
         "absurd_current",  # reports Current.Import 1000 A
@@ -178,6 +181,8 @@ class SimChargePoint:
         self.ev = ev or EV()
         self.clock = clock
         self.max_a, self.voltage_v = max_a, voltage_v
+        if "watts_only" in self.quirks:
+            rate_units = ("W",)
         self.rate_units, self.max_stack_level = rate_units, max_stack_level
         self.meter_interval_s = meter_interval_s
         self.boot_on_reconnect, self.reconnect_s, self.tick_s = (
@@ -186,6 +191,11 @@ class SimChargePoint:
             tick_s,
         )
         self.ignore_limits = False
+        # Connectors (1.6) / EVSEs (2.0.1); the car is at `connector`, the others stay free.
+        self.connectors = 2 if "two_connectors" in self.quirks else 1
+        self.connector = 1
+        # Tests: answer every SetChargingProfile with this CallError (a send that fails).
+        self.profile_error: OCPPError | None = None
         self.profiles: list[Profile] = []
         self.installs = 0  # SetChargingProfile requests seen
         self.clears = 0  # ClearChargingProfile requests seen
@@ -284,8 +294,11 @@ class SimChargePoint:
         """What it reports as ConnectorSwitch3to1PhaseSupported (1.6) / Phases3to1 (2.0.1)."""
         return "no_phase_switch" not in self.quirks
 
-    async def plug_in(self) -> None:
-        """Plug the car in and start a transaction."""
+    async def plug_in(self, connector: int = 1) -> None:
+        """Plug the car in (at `connector`: 2 needs `two_connectors`) and start a transaction."""
+        if connector > self.connectors:
+            raise ValueError(f"{self.id} has {self.connectors} connector(s), not {connector}")
+        self.connector = connector
         self.plugged = True
         self.session_start = self.clock()
         cp = self._require()
@@ -294,7 +307,7 @@ class SimChargePoint:
             await cp.call(call16.Authorize(id_tag="SIMTAG"))
             result = await cp.call(
                 call16.StartTransaction(
-                    connector_id=1,
+                    connector_id=self.connector,
                     id_tag="SIMTAG",
                     meter_start=int(self.ev.delivered_wh),
                     timestamp=iso(self.clock()),
@@ -352,7 +365,9 @@ class SimChargePoint:
         found = [
             p
             for p in self.profiles
-            if p.purpose in purposes and p.limit_at(now, self.session_start) is not None
+            if p.purpose in purposes
+            and p.connector in (0, self.connector)
+            and p.limit_at(now, self.session_start) is not None
         ]
         return sorted(found, key=lambda p: (p.stack, p.connector), reverse=True)
 
@@ -360,13 +375,21 @@ class SimChargePoint:
         limit = p.limit_at(now, self.session_start) or 0.0
         return limit if p.unit == "A" else limit / (self.voltage_v * self.ev.lines)
 
-    def install(self, profile: Profile) -> str:
+    def answer_profile(self) -> None:
+        """Count a SetChargingProfile request; raise the CallError it is answered with."""
         self.installs += 1
+        if self.profile_error is not None:
+            raise self.profile_error
+        if "set_profile_not_implemented" in self.quirks and self.version == "2.0.1":
+            # MicroOcpp / SAP in 2.0.1
+            raise NotImplementedCallError(details={"cause": "smart charging not built in"})
+
+    def install(self, profile: Profile) -> str:
         if "ignores_valid_to" in self.quirks:
             profile = replace(profile, valid_to=None)  # never re-evaluated at validTo
         if profile.unit not in self.rate_units:
             return "Rejected"
-        if profile.stack > self.max_stack_level or profile.connector > 1:
+        if profile.stack > self.max_stack_level or profile.connector > self.connectors:
             return "Rejected"
         if profile.purpose == "TxProfile" and self.transaction is None:
             return "Rejected"
@@ -505,7 +528,10 @@ class SimChargePoint:
         connector = "Occupied" if self.plugged else "Available"
         await cp.call(
             call201.StatusNotification(
-                timestamp=iso(self.clock()), connector_status=connector, evse_id=1, connector_id=1
+                timestamp=iso(self.clock()),
+                connector_status=connector,
+                evse_id=self.connector,
+                connector_id=1,
             )
         )
         if self.transaction is not None:
@@ -513,7 +539,9 @@ class SimChargePoint:
 
     async def _status_16(self, cp: _Sim16 | _Sim201, status: str) -> None:
         await cp.call(
-            call16.StatusNotification(connector_id=1, error_code="NoError", status=status)
+            call16.StatusNotification(
+                connector_id=self.connector, error_code="NoError", status=status
+            )
         )
 
     def _samples(self) -> list[dict]:
@@ -523,18 +551,26 @@ class SimChargePoint:
         reported = draw
         if "absurd_current" in self.quirks:
             reported = (1000.0, 1000.0, 1000.0)
+        if "integer_currents" in self.quirks:
+            reported = tuple(float(int(c)) for c in reported)  # type: ignore[assignment]
         lines = 1 if "l1_only_currents" in self.quirks else 3
         rows: list[tuple[str, float, str, str | None]] = [
             ("Current.Import", reported[i], "A", f"L{i + 1}") for i in range(lines)
         ]
+        voltage = ("Voltage", self.voltage_v, "V", "L1-N")
+        if "line_to_line_voltage" in self.quirks:
+            voltage = ("Voltage", self.voltage_v * math.sqrt(3), "V", "L1-L2")
         rows += [
             ("Current.Offered", offered, "A", None),
-            ("Voltage", self.voltage_v, "V", "L1-N"),
+            voltage,
             ("Power.Active.Import", sum(draw) * self.voltage_v, "W", None),
             ("Energy.Active.Import.Register", self.ev.delivered_wh, "Wh", None),
         ]
+        measurands = self.measurands()
         out = []
         for measurand, value, unit, phase in rows:
+            if measurands is not None and measurand not in measurands:
+                continue
             if self.version == "1.6":
                 sample: dict = {"value": f"{value:.2f}", "measurand": measurand, "unit": unit}
             else:
@@ -548,18 +584,37 @@ class SimChargePoint:
             out.append(sample)
         return out
 
+    def measurands(self) -> frozenset[str] | None:
+        """The measurands set by the central system, if it set a list we took."""
+        key = "MeterValuesSampledData" if self.version == "1.6" else "TxUpdatedMeasurands"
+        if key not in self.config:
+            return None
+        return frozenset(m.strip() for m in self.config[key].split(","))
+
+    def takes_measurands(self, value: str) -> bool:
+        """MicroOcpp: `could not find metering device` for a list with Current.Offered."""
+        return "rejects_measurands" not in self.quirks or "Current.Offered" not in value
+
     async def _meter_values(self) -> None:
         cp = self._require()
+        if (
+            "rejects_measurands" in self.quirks
+            and self.version == "2.0.1"
+            and self.measurands() is None
+        ):
+            return  # MicroOcpp 2.0.1 with its measurand list refused: nothing at all
         meter_value = [{"timestamp": iso(self.clock()), "sampled_value": self._samples()}]
         if self.version == "1.6":
             tx = int(self.transaction) if self.transaction else None
             await cp.call(
-                call16.MeterValues(connector_id=1, transaction_id=tx, meter_value=meter_value)
+                call16.MeterValues(
+                    connector_id=self.connector, transaction_id=tx, meter_value=meter_value
+                )
             )
         elif self.transaction is not None:
             await self._tx_event("Updated", "MeterValuePeriodic", meter=True)
         else:
-            await cp.call(call201.MeterValues(evse_id=1, meter_value=meter_value))
+            await cp.call(call201.MeterValues(evse_id=self.connector, meter_value=meter_value))
 
     async def _tx_event(self, event: str, trigger: str, meter: bool = False) -> None:
         self._seq += 1
@@ -576,7 +631,7 @@ class SimChargePoint:
                 trigger_reason=trigger,
                 seq_no=self._seq,
                 transaction_info={"transaction_id": self.transaction, "charging_state": state},
-                evse={"id": 1, "connector_id": 1},
+                evse={"id": self.connector, "connector_id": 1},
                 meter_value=meter_value,
                 # As real stations do: the token that authorised the session, when it starts.
                 id_token={"id_token": "SIMTAG", "type": "ISO14443"} if event == "Started" else None,
@@ -601,15 +656,31 @@ class SimChargePoint:
 
     def configuration(self) -> dict[str, str]:
         units = {"A": "Current", "W": "Power"}
-        return {
+        smart = {
             "ChargingScheduleAllowedChargingRateUnit": ",".join(units[u] for u in self.rate_units),
             "ChargeProfileMaxStackLevel": str(self.max_stack_level),
-            "NumberOfConnectors": "1",
+        }
+        if "no_stack_level_key" in self.quirks:  # SAP 4.11 in 1.6
+            smart = {}
+        return {
+            **smart,
+            "NumberOfConnectors": str(self.connectors),
             "SupportedFeatureProfiles": "Core,SmartCharging",
             "MeterValueSampleInterval": str(self.meter_interval_s),
             "ConnectorSwitch3to1PhaseSupported": str(self.switches_phases).lower(),
             **self.config,
         }
+
+    def variables(self) -> dict[str, str]:
+        """2.0.1 SmartChargingCtrlr variables (and whatever was set)."""
+        smart = {
+            "RateUnit": ",".join(self.rate_units),
+            "ProfileStackLevel": str(self.max_stack_level),
+        }
+        if "no_stack_level_key" in self.quirks:
+            smart = {}
+        smart["Phases3to1"] = str(self.switches_phases).lower()
+        return {**smart, "Available": "true", **self.config}
 
 
 def _with_credentials(url: str, user: str, password: str | None) -> str:
@@ -641,6 +712,7 @@ class _RawReplies:
 class _Sim16(_RawReplies, CP16):
     @on("SetChargingProfile")
     def on_set_profile(self, connector_id: int, cs_charging_profiles: dict, **kw: Any) -> Any:
+        self.sim.answer_profile()
         profile = read_profile(cs_charging_profiles, connector_id, "1.6", self.sim.clock())
         return res16.SetChargingProfile(status=self.sim.install(profile))
 
@@ -664,6 +736,8 @@ class _Sim16(_RawReplies, CP16):
 
     @on("ChangeConfiguration")
     def on_change_configuration(self, key: str, value: str, **kw: Any) -> Any:
+        if key == "MeterValuesSampledData" and not self.sim.takes_measurands(value):
+            return res16.ChangeConfiguration(status="Rejected")
         self.sim.config[key] = value
         return res16.ChangeConfiguration(status="Accepted")
 
@@ -680,8 +754,7 @@ class _Sim16(_RawReplies, CP16):
 class _Sim201(_RawReplies, CP201):
     @on("SetChargingProfile")
     def on_set_profile(self, evse_id: int, charging_profile: dict, **kw: Any) -> Any:
-        if "set_profile_not_implemented" in self.sim.quirks:  # MicroOcpp / SAP in 2.0.1
-            raise NotImplementedCallError(details={"cause": "smart charging not built in"})
+        self.sim.answer_profile()
         profile = read_profile(charging_profile, evse_id, "2.0.1", self.sim.clock())
         return res201.SetChargingProfile(status=self.sim.install(profile))
 
@@ -697,13 +770,7 @@ class _Sim201(_RawReplies, CP201):
 
     @on("GetVariables")
     def on_get_variables(self, get_variable_data: list, **kw: Any) -> Any:
-        values = {
-            "RateUnit": ",".join(self.sim.rate_units),
-            "ProfileStackLevel": str(self.sim.max_stack_level),
-            "Available": "true",
-            "Phases3to1": str(self.sim.switches_phases).lower(),
-            **self.sim.config,
-        }
+        values = self.sim.variables()
         results = []
         for item in get_variable_data:
             name = item["variable"]["name"]
@@ -719,10 +786,19 @@ class _Sim201(_RawReplies, CP201):
     def on_set_variables(self, set_variable_data: list, **kw: Any) -> Any:
         results = []
         for item in set_variable_data:
-            self.sim.config[item["variable"]["name"]] = str(item["attribute_value"])
+            name, value = item["variable"]["name"], str(item["attribute_value"])
+            status = "Accepted"
+            if "rejects_measurands" in self.sim.quirks and item["component"]["name"] == (
+                "AlignedDataCtrlr"
+            ):
+                status = "UnknownVariable"  # as MicroOcpp 2.0.1
+            elif name == "TxUpdatedMeasurands" and not self.sim.takes_measurands(value):
+                status = "Rejected"
+            if status == "Accepted":
+                self.sim.config[name] = value
             results.append(
                 {
-                    "attribute_status": "Accepted",
+                    "attribute_status": status,
                     "component": item["component"],
                     "variable": item["variable"],
                 }

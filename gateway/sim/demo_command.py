@@ -155,6 +155,7 @@ def demo_site(speed: float) -> LiveSite:
             )
             for s in scenario.sessions
         },
+        quirks={s.charger: s.quirks for s in scenario.sessions if s.quirks},
         arrivals_s={s.charger: max(0.0, (s.arrive_s - start) / speed) for s in scenario.sessions},
         day_start_s=start,
         speed=speed,

@@ -15,6 +15,7 @@ from gateway.allocation.timing import ControlSettings, read_control
 from gateway.config import ChargerConfig, load_config, read_charger_config
 from gateway.model import Site
 from gateway.schema import SchemaError, Table
+from gateway.sim.chargepoint import QUIRKS
 from gateway.sim.series import Series, read_series, read_time
 from gateway.sim.site import BEHAVIOURS, HomeBattery, Session
 from gateway.tomlfile import TomlError, read_toml
@@ -175,7 +176,9 @@ def _session(t: Table, chargers: tuple[ChargerConfig, ...], ids: list[str]) -> S
         phases=phases,
         max_a=t.number("max_a", 32.0, lo=0),
         lag_s=t.number("lag_s", 5.0, lo=0, hi=60),
-        ignores_phase_switch=t.boolean("ignores_phase_switch", False),
+        quirks=(quirks := _quirks(t)),
+        # The simulated car follows the phase set unless its charger has this quirk.
+        ignores_phase_switch="ignores_phase_switch" in quirks,
         **_behaviour(t, arrive, leave, configured.failsafe_a),
     )
 
@@ -192,3 +195,13 @@ def _behaviour(t: Table, arrive: float, leave: float, failsafe_a: float) -> dict
     if online <= offline:
         raise SchemaError(t.at("online_at"), "must be after offline_at")
     return {"behaviour": behaviour, "offline_s": (offline, online), "failsafe_a": failsafe_a}
+
+
+def _quirks(t: Table) -> frozenset[str]:
+    names = t.strings("quirks", ())
+    for i, name in enumerate(names):
+        if name not in QUIRKS:
+            raise SchemaError(
+                f"{t.at('quirks')}[{i}]", f"must be one of {', '.join(sorted(QUIRKS))}"
+            )
+    return frozenset(names)

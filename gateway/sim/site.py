@@ -40,6 +40,9 @@ class Session:
     behaviour: str = "obeys"
     offline_s: tuple[float, float] = (0.0, 0.0)
     failsafe_a: float = 0.0
+    # Named firmware behaviours of its simulated charge point (`demo`, live runs; see
+    # gateway.sim.chargepoint.QUIRKS); the offline model has no OCPP to show them.
+    quirks: frozenset[str] = frozenset()
 
 
 BEHAVIOURS = ("obeys", "ignores_limits", "offline")
