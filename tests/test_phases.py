@@ -197,7 +197,7 @@ def test_spring_day_with_a_charger_ignoring_the_switch():
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 def test_number_phases_in_every_period_and_phase_to_use_on_one_phase(version):
     build = profile_16 if version == "1.6" else profile_201
-    base = base_layer(6, "A", 0.1, 230)
+    base = base_layer(6, "A", 0.1, 230, 3)
     for phases in (1, 3):
         payload = build(dynamic_layer(10, "A", 3, NOW, 60, base, phases=phases), "absolute", NOW)
         schedule = payload["charging_schedule"]
