@@ -1,0 +1,34 @@
+"""The install on the Raspberry Pi's processor (issue #18): tests/vm/vm.sh builds the same
+Debian bookworm root for arm64 (debootstrap through qemu-user) and boots it under
+`qemu-system-aarch64 -M virt` (emulated, TCG). The short set: the install, the service
+start, allocation reaching the simulated site's cars, the daemon's CPU per cycle, and the
+suite's pure tests (allocation, per-charger control) on the guest's arm64 Python. Fails
+with vm.sh's reason on a machine that cannot run it; never skipped.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.vm.harness import Results, boot, cpu_ms_per_cycle, verdict
+
+CHECKS = ["install", "started", "site", "allocation", "cycle_cpu", "pure_tests"]
+# Everything in the guest is emulated instruction by instruction: the boot, pip and the tests.
+BOOT_TIMEOUT_S = 3000
+
+
+@pytest.fixture(scope="module")
+def vm_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
+    return boot(tmp_path_factory.mktemp("vm-arm64"), "arm64", BOOT_TIMEOUT_S)
+
+
+@pytest.mark.timeout(BOOT_TIMEOUT_S + 1800)
+@pytest.mark.parametrize("check", CHECKS)
+def test_vm_arm64_check(vm_results: Results, check: str) -> None:
+    verdict(vm_results, check)
+
+
+@pytest.mark.timeout(BOOT_TIMEOUT_S + 1800)
+def test_vm_arm64_cycle_cpu_is_a_figure(vm_results: Results) -> None:
+    # Compared with x86-64's under the same emulator settings in docs/install.md.
+    assert cpu_ms_per_cycle(vm_results) > 0
