@@ -34,9 +34,11 @@ test_os_packages() {
     # headless Chromium through its chromedriver. tests/test_mqtt.py starts its own mosquitto.
     apt_install_missing systemd procps python3-venv python3-setuptools python3-wheel \
         chromium chromium-driver mosquitto
-    # tests/test_vm_x86.py boots a Debian VM (tests/vm/vm.sh): debootstrap builds its root,
-    # mkfs.ext4 its disks, qemu runs it.
-    apt_install_missing qemu-system-x86 qemu-utils debootstrap e2fsprogs
+    # tests/test_vm_x86.py and test_vm_arm64.py boot Debian VMs (tests/vm/vm.sh): debootstrap
+    # builds their roots (the arm64 one's second stage through qemu-user-static), mkfs.ext4
+    # their disks, qemu runs them.
+    apt_install_missing qemu-system-x86 qemu-system-arm qemu-user-static qemu-utils \
+        debootstrap e2fsprogs
 }
 
 venv_with() {  # $1: pip extras spec, e.g. "." or ".[test]"

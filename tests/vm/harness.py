@@ -19,14 +19,16 @@ HARNESS = Path(__file__).parent / "vm.sh"
 Results = dict[str, tuple[str, str]]
 
 
-def boot(out: Path, arch: str, timeout_s: float) -> Results:
+def boot(out: Path, arch: str, boot_s: float, build_s: float) -> Results:
+    """Build (or find) the cached root, then boot it: qemu gets `boot_s`, the cold build
+    of the root before it `build_s`."""
     # PYTHON: this venv's interpreter serves the RTU meter (pymodbus) and fetches wheels.
-    env = dict(os.environ, PYTHON=sys.executable, EVSE_VM_TIMEOUT=str(int(timeout_s)))
+    env = dict(os.environ, PYTHON=sys.executable, EVSE_VM_TIMEOUT=str(int(boot_s)))
     run = subprocess.run(
         [str(HARNESS), "run", str(out), arch],
         capture_output=True,
         text=True,
-        timeout=timeout_s + 600,  # the cold build of the root comes before the boot
+        timeout=boot_s + build_s,
         env=env,
     )
     console = out / "console.log"
