@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.vm.harness import Results, boot, cpu_ms_per_cycle, verdict
+from tests.vm.harness import Results, cpu_ms_per_cycle, results_fixture, verdict
 
 CHECKS = ["install", "started", "site", "allocation", "cycle_cpu", "pure_tests"]
 # Everything in the guest is emulated instruction by instruction: the boot, pip and the
@@ -20,9 +20,7 @@ BOOT_TIMEOUT_S = 1800
 BUILD_TIMEOUT_S = 1800
 
 
-@pytest.fixture(scope="module")
-def vm_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
-    return boot(tmp_path_factory.mktemp("vm-arm64"), "arm64", BOOT_TIMEOUT_S, BUILD_TIMEOUT_S)
+vm_results = results_fixture("arm64", BOOT_TIMEOUT_S, BUILD_TIMEOUT_S)
 
 
 @pytest.mark.timeout(BOOT_TIMEOUT_S + BUILD_TIMEOUT_S + 60)

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,16 @@ def boot(out: Path, arch: str, boot_s: float, build_s: float) -> Results:
     if "VMDONE" not in log:
         pytest.fail(f"the guest checks did not finish:\n{log[-3000:]}", pytrace=False)
     return results
+
+
+def results_fixture(arch: str, boot_s: float, build_s: float) -> Any:
+    """A module fixture `vm_results`: one boot of `arch` for all of a test file's checks."""
+
+    @pytest.fixture(scope="module")
+    def vm_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
+        return boot(tmp_path_factory.mktemp(f"vm-{arch}"), arch, boot_s, build_s)
+
+    return vm_results
 
 
 def verdict(results: Results, check: str) -> None:
