@@ -1,4 +1,5 @@
-"""Boots the VM of tests/test_vm_*.py once (tests/vm/vm.sh) and reads its verdicts.
+"""Boots the VM of tests/test_vm_x86.py or tests/vm/check_arm64.py once (tests/vm/vm.sh)
+and reads its verdicts.
 
 tests/vm/guest.sh prints one "VMCHECK <name> PASS|FAIL <detail>" line per check on the
 serial console; `boot` returns them by name. A machine that cannot run the VM fails the

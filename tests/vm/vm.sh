@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The VM harness of tests/test_vm_*.py (issue #18): a Debian bookworm root built with
+# The VM harness of tests/test_vm_x86.py and tests/vm/check_arm64.py (issue #18): a Debian bookworm root built with
 # debootstrap (cached by a content key of what goes in), booted under qemu with systemd as
 # PID 1; the project and its wheels arrive on a second disk and tests/vm/guest.sh runs the
 # installer and the checks there, printing "VMCHECK <name> PASS|FAIL <detail>" lines on the
@@ -9,7 +9,8 @@
 #   tests/vm/vm.sh base [ARCH]          only build (or find) the cached root
 #
 # ARCH is amd64 (default: the full check set, tests/test_vm_x86.py) or arm64 (the Pi's
-# processor, emulated: the short set, tests/test_vm_arm64.py; guest.sh reads /payload/set).
+# processor, emulated: the short set, tests/vm/check_arm64.py from ./dev.sh test-arm64);
+# guest.sh reads which set from /payload/set.
 # Needs root (debootstrap), qemu-system-x86 (and qemu-system-arm, qemu-user-static for
 # arm64), debootstrap and e2fsprogs (./dev.sh installs them).
 set -euo pipefail

@@ -4,6 +4,9 @@ Debian bookworm root for arm64 (debootstrap through qemu-user) and boots it unde
 start, allocation reaching the simulated site's cars, the daemon's CPU per cycle, and the
 suite's pure tests (allocation, per-charger control) on the guest's arm64 Python. Fails
 with vm.sh's reason on a machine that cannot run it; never skipped.
+
+Not named test_*.py: about 30 min cold, too slow for every CI run. `./dev.sh test-arm64`
+runs it; docs/install.md records the last result.
 """
 
 from __future__ import annotations
