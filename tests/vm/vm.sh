@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The VM harness of tests/test_vm_x86.py and tests/vm/check_arm64.py (issue #18): a Debian bookworm root built with
-# debootstrap (cached by a content key of what goes in), booted under qemu with systemd as
-# PID 1; the project and its wheels arrive on a second disk and tests/vm/guest.sh runs the
-# installer and the checks there, printing "VMCHECK <name> PASS|FAIL <detail>" lines on the
-# serial console for pytest to read.
+# The VM harness of tests/test_vm_x86.py and tests/vm/check_arm64.py (issue #18): a Debian
+# bookworm root built with debootstrap (cached by a content key of what goes in), booted
+# under qemu with systemd as PID 1; the project and its wheels arrive on a second disk and
+# tests/vm/guest.sh runs the installer and the checks there, printing "VMCHECK <name>
+# PASS|FAIL <detail>" lines on the serial console for pytest to read.
 #
 #   tests/vm/vm.sh run OUT_DIR [ARCH]   boot once with this checkout; the console log is OUT_DIR/console.log
 #   tests/vm/vm.sh base [ARCH]          only build (or find) the cached root
