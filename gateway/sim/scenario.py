@@ -15,7 +15,7 @@ from gateway.allocation.timing import ControlSettings, read_control
 from gateway.config import ChargerConfig, load_config, read_charger_config
 from gateway.model import Site
 from gateway.schema import SchemaError, Table
-from gateway.sim.chargepoint import QUIRKS
+from gateway.sim.quirks import QUIRKS
 from gateway.sim.series import Series, read_series, read_time
 from gateway.sim.site import BEHAVIOURS, HomeBattery, Session
 from gateway.tomlfile import TomlError, read_toml
