@@ -159,12 +159,13 @@ SPRING = Path(__file__).parent.parent / "gateway/sim/scenarios/spring-phase-swit
 
 def _spring(switching: bool, ignores: bool = False):
     scenario = load_scenario(SPRING)
+    quirks = frozenset({"ignores_phase_switch"} if ignores else ())
     return simulate(
         replace(
             scenario,
             cycle_s=2.0,
             chargers=tuple(replace(c, phase_switching=switching) for c in scenario.chargers),
-            sessions=tuple(replace(s, ignores_phase_switch=ignores) for s in scenario.sessions),
+            sessions=tuple(replace(s, quirks=quirks) for s in scenario.sessions),
         )
     ).tally
 

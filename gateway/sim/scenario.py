@@ -176,9 +176,7 @@ def _session(t: Table, chargers: tuple[ChargerConfig, ...], ids: list[str]) -> S
         phases=phases,
         max_a=t.number("max_a", 32.0, lo=0),
         lag_s=t.number("lag_s", 5.0, lo=0, hi=60),
-        quirks=(quirks := _quirks(t)),
-        # The simulated car follows the phase set unless its charger has this quirk.
-        ignores_phase_switch="ignores_phase_switch" in quirks,
+        quirks=_quirks(t),
         **_behaviour(t, arrive, leave, configured.failsafe_a),
     )
 

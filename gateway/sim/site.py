@@ -32,7 +32,6 @@ class Session:
     phases: int = 3
     max_a: float = 32.0
     lag_s: float = 5.0
-    ignores_phase_switch: bool = False  # the charger keeps all its lines whatever it is told
     # How its charger behaves while this car is there (`docs/simulation.md`):
     # "obeys", "ignores_limits" (offers the car its max whatever it is sent) or
     # "offline" (unreachable during `offline_s`, from and until: it keeps its last limit
@@ -41,7 +40,8 @@ class Session:
     offline_s: tuple[float, float] = (0.0, 0.0)
     failsafe_a: float = 0.0
     # Named firmware behaviours of its simulated charge point (`demo`, live runs; see
-    # gateway.sim.chargepoint.QUIRKS); the offline model has no OCPP to show them.
+    # gateway.sim.quirks.QUIRKS); the offline model has no OCPP to show them, but its car
+    # keeps all its lines with "ignores_phase_switch".
     quirks: frozenset[str] = frozenset()
 
 
@@ -123,7 +123,7 @@ class Bay:
                     phases=min(session.phases, self.lines),
                     energy_wanted_wh=session.energy_wh,
                     lag_s=session.lag_s,
-                    ignores_phase_switch=session.ignores_phase_switch,
+                    ignores_phase_switch="ignores_phase_switch" in session.quirks,
                 )
                 self.ev.advance(now, volts)
                 self.ev.offer(self.limit_a, now, self.phases)
