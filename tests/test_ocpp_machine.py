@@ -16,6 +16,7 @@ from gateway.ocpp.machine import (
     BACKOFF_MAX_S,
     DISOBEYS,
     REFUSES,
+    START_READING_S,
     Machine,
     Seen,
     Send,
@@ -180,6 +181,32 @@ def test_no_car_no_check_and_one_reading_counts_once() -> None:
     for _ in range(5):
         m.observe(140.0, Seen(reading_at=140.0, car=True, measured_a=32))
     assert m.obeys and m.strikes == 1
+
+
+def test_a_charging_start_asks_for_meter_values_once_the_car_followed() -> None:
+    m = machine()
+    accept(m, 0.0, wish(10, 0.0))
+    m.started_charging(0.0, Seen())
+    assert m.readings_due(100.0) == []
+    m.started_charging(10.0, Seen(charging_on=frozenset({1})))
+    assert m.next_due(10.0) == pytest.approx(START_READING_S)
+    assert m.readings_due(10.0 + START_READING_S - 0.1) == []
+    assert m.readings_due(10.0 + START_READING_S) == [1]
+    assert m.readings_due(20.0) == []  # once
+    m.started_charging(20.0, Seen(charging_on=frozenset({1})))
+    assert m.readings_due(30.0) == []  # still the same session
+    # Stopping and starting again before the reading does not put it off.
+    m.started_charging(21.0, Seen())
+    m.started_charging(22.0, Seen(charging_on=frozenset({1})))
+    m.started_charging(23.0, Seen())
+    m.started_charging(24.0, Seen(charging_on=frozenset({1})))
+    assert m.readings_due(22.0 + START_READING_S) == [1]
+    # A second car on connector 2 while the first charges: its own reading.
+    m.started_charging(30.0, Seen(charging_on=frozenset({1, 2})))
+    assert m.readings_due(30.0 + START_READING_S) == [2]
+    m.connected()  # a reconnect: a session found charging counts as a start
+    m.started_charging(40.0, Seen(charging_on=frozenset({1, 2})))
+    assert m.readings_due(40.0 + START_READING_S) == [1, 2]
 
 
 def test_a_backward_wall_clock_step_changes_no_timing() -> None:

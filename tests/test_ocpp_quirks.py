@@ -15,6 +15,7 @@ import pytest
 from ocpp.exceptions import InternalError
 
 from gateway.model import ACTIVE_STATUSES
+from gateway.ocpp.machine import START_READING_S
 from gateway.ocpp.server import CHARGER_LINES, CentralSystem
 from gateway.sim.chargepoint import SimChargePoint
 from gateway.sim.demo_command import DEMO
@@ -312,6 +313,27 @@ def test_charger_without_stack_level_or_rate_unit_keys_is_controlled(version: st
             await until(lambda: site.state().sent_a == 11.0, what="acknowledged")
             assert not site.state().uncontrolled
             assert {p.stack for p in sim.profiles} == {0, 1}
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_charging_start_asks_for_meter_values(version: str) -> None:
+    """With a 60 s meter interval the draw of a starting car is known within seconds
+    (once the car has followed the offer: `START_READING_S`)."""
+
+    async def scenario() -> None:
+        async with Lab(config(charger(), meter_interval_s=60)) as site:
+            sim = await site.sim(version=version, meter_interval_s=60.0, ev=EV(lag_s=0.0))
+            await until(lambda: sim.config, what="meter settings made")
+            await asyncio.sleep(0.3)  # the readings sent on connect are done
+            before = site.state().reading_mono
+            await sim.plug_in()
+            await until(
+                lambda: site.state().reading_mono != before and site.state().draw_a[0] > 0,
+                timeout=START_READING_S + 3,
+                what="a reading on the start",
+            )
 
     run(scenario)
 

@@ -97,6 +97,9 @@ class Control:
         seen = self.seen(time.monotonic())
         if self.m.observe(time.monotonic(), seen):
             self.live.wake.set()
+        self.m.started_charging(time.monotonic(), seen)
+        for connector in self.m.readings_due(time.monotonic()):
+            await self._try("asking for meter values", self.session.ask_meter_values(connector))
 
     def seen(self, now: float) -> Seen:
         live = self.live
@@ -110,6 +113,7 @@ class Control:
             session_age_s=None if in_session is None else now - in_session,
             reading_at=live.reading_at,
             car=live.status in ACTIVE_STATUSES,
+            charging_on=frozenset(c for c, s in live.statuses.items() if c and s == "Charging"),
             cars=sum(1 for c, s in live.statuses.items() if c != 0 and s in ACTIVE_STATUSES),
             last_connector=max(live.statuses, default=0),
             measured_a=max(*live.draw_a, live.offered_a or 0.0),

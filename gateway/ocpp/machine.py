@@ -41,6 +41,8 @@ REFUSALS = ("Rejected", "NotImplemented", "NotSupported")
 BACKOFF_MAX_S = 600.0
 # Profile ids of connector n > 1: the layer's id + (n - 1) x this.
 CONNECTOR_ID_STEP = 100
+# A car follows a new offer within this (IEC 61851): then its first reading shows its draw.
+START_READING_S = 5.0
 REFUSES = "refuses every profile"
 DISOBEYS = "ignores its limit"
 
@@ -69,6 +71,7 @@ class Seen:
     session_age_s: float | None = None  # None: no session in progress
     reading_at: float | None = None  # when the last MeterValues arrived
     car: bool = False  # a car is connected (an active status)
+    charging_on: frozenset[int] = frozenset()  # the connectors / EVSEs that charge
     cars: int = 0  # connectors with a car
     last_connector: int = 0  # the highest connector / EVSE id it told a status for
     measured_a: float = 0.0  # the highest line current or offer in the last reading
@@ -112,6 +115,8 @@ class Machine:
         self.uncontrolled: str | None = None  # REFUSES | DISOBEYS
         self.backoff_s = 0.0
         self.problem = ""
+        self.was_charging: frozenset[int] = frozenset()
+        self.readings_wanted: dict[int, float] = {}  # connector -> when to ask
         self.notes: list[tuple[int, str]] = []
 
     def note(self, level: int, text: str) -> None:
@@ -130,6 +135,8 @@ class Machine:
         self.reinstall = False
         self.strikes = 0
         self.checked_reading = None
+        self.was_charging = frozenset()
+        self.readings_wanted = {}
 
     def choose(
         self,
@@ -308,9 +315,25 @@ class Machine:
             due = now + self.cfg.refresh_s  # the hub's next wish wakes us sooner
         else:
             due = self.sent_at + self.cfg.refresh_s
+        due = min([due, *self.readings_wanted.values()])
         return max(0.05, due - now)
 
     # What the charger does.
+
+    def started_charging(self, now: float, seen: Seen) -> None:
+        """A car started charging: its draw counts as household load until its first
+        reading, so ask for one once the car has followed the offer (`START_READING_S`)."""
+        for connector in seen.charging_on - self.was_charging:
+            # A car that stops and starts again before the reading keeps the first time.
+            self.readings_wanted.setdefault(connector, now + START_READING_S)
+        self.was_charging = seen.charging_on
+
+    def readings_due(self, now: float) -> list[int]:
+        """The connectors to ask for a reading now (each once per start)."""
+        due = sorted(c for c, at in self.readings_wanted.items() if now >= at)
+        for connector in due:
+            del self.readings_wanted[connector]
+        return due
 
     def expected_a(self, now: float) -> float:
         """What the charger should offer now: the dynamic layer while it lasts."""
