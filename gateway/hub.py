@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.allocation.controller import (
@@ -29,6 +29,7 @@ from gateway.allocation.hold import Written, due, hold_limit
 from gateway.config import Config
 from gateway.export.state import ChargerState as ExportCharger
 from gateway.export.state import ExportState, HoldState
+from gateway.inflight import Change, attribute, expired, record
 from gateway.inputs import (
     ChargerView,
     ControlState,
@@ -95,6 +96,8 @@ class CycleReport:
     decision: Decision
     duration_s: float
     external: ExternalLimit | None  # the external site limit applied this cycle
+    # Each charger's draw as measured, where the snapshot counts a change in flight.
+    measured_a: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 def summary_line(snapshot: Snapshot, inputs: SiteInputs, decision: Decision) -> str:
@@ -151,6 +154,10 @@ class Hub:
         self._implausible: set[str] = set()
         self._undeclared: set[str] = set()
         self._control: dict[str, ControlState] = {}
+        self._inflight: dict[str, Change] = {}  # limit changes no reading shows yet
+        self._commanded: dict[str, float] = {}
+        # A charger sub-meter is read with the grid: its draw needs no in-flight guess.
+        self._metered = {m.charger for m in config.meters if m.role == "charger" and m.charger}
 
     # -- one cycle --------------------------------------------------------------------
 
@@ -165,11 +172,30 @@ class Hub:
         if self.settings is not None:
             overrides = self.settings.layered(overrides)
         configured = [c.charger for c in config.chargers]
+        # A charger's MeterValues come every meter_interval_s: its reading is stale once
+        # the next one is overdue by as long as the grid's may be (not at the due time,
+        # when it flickered to "no reading" for the moments a report came late).
+        report_age = stale_after + config.ocpp.meter_interval_s
         chargers = charger_inputs(
-            configured, live, overrides, meter_views, now, stale_after, config.site.phases
+            configured,
+            live,
+            overrides,
+            meter_views,
+            now,
+            stale_after,
+            config.site.phases,
+            report_age,
         )
         self._log_distrust(inputs, configured, chargers)
         self._log_control(configured, live, now)
+        measured = chargers
+        grid = inputs.measurements.grid_current_a
+        self._inflight = {
+            i: ch
+            for i, ch in self._inflight.items()
+            if i in live and not expired(ch, live[i].reading_mono, now, report_age)
+        }
+        chargers = attribute(chargers, self._inflight, grid, config.site.phases)
         # Offline chargers with a car keep their share (inputs.planning_measurements).
         planned = planning_measurements(
             inputs.measurements, configured, live, now, config.site.phases
@@ -192,6 +218,17 @@ class Hub:
             self.chargers.set_limit(command.id, command.limit_a, command.phases)
             if command.phases is not None and self.chargers.phase_switch_refused(command.id):
                 self.controller.refuse_phase_switching(command.id)
+        commanded = {c.id: c.limit_a for c in decision.commands}
+        if decision.failsafe:
+            self._inflight = {}  # no fresh grid reading to follow a change by
+        else:
+            after = {
+                c.id: (c.limit_a, c.phases is not None)
+                for c in decision.commands
+                if c.id not in self._metered
+            }
+            self._inflight = record(self._inflight, chargers, self._commanded, after, grid, now)
+        self._commanded = commanded
         if self.holds:
             self._hold_battery(snapshot, inputs, decision, now)
         self.cycles += 1
@@ -209,7 +246,10 @@ class Hub:
                 inputs.measurements.battery_soc,
                 {c.id: (c.limit_a, c.reason.text) for c in decision.commands},
             )
-        report = CycleReport(self.cycles, snapshot, inputs, decision, self.clock() - now, external)
+        drawn = {a.id: a.draw_a for a, b in zip(measured, chargers, strict=True) if a is not b}
+        report = CycleReport(
+            self.cycles, snapshot, inputs, decision, self.clock() - now, external, drawn
+        )
         if self.export is not None:
             self.export.publish(self._export_state(report, live))
         if self.on_cycle is not None:
@@ -255,6 +295,7 @@ class Hub:
                 log.warning("%s", control_note(c, state, amps, view.failsafe_a if view else 0.0))
             elif was.episode and state is ControlState.CONTROLLED:
                 log.info("charger %s is controlled again", c.id)
+
     def _hold_battery(
         self, snapshot: Snapshot, inputs: SiteInputs, decision: Decision, now: float
     ) -> None:
@@ -321,9 +362,10 @@ class Hub:
             command = commands.get(c.id)
             held = self.state.chargers.get(c.id)
             phase = held.phase if held is not None and command and command.phases else None
+            drawn = report.measured_a.get(c.id, c.draw_a)
             power = view.power_w if view is not None and view.power_w is not None else None
             if power is None:
-                power = sum(c.draw_a) * volts
+                power = sum(drawn) * volts
             ev_power += power
             chargers.append(
                 ExportCharger(
@@ -335,7 +377,7 @@ class Hub:
                     reason=command.reason if command is not None else None,
                     allocated_a=command.limit_a if command is not None else math.nan,
                     target_a=alloc.target_a if alloc is not None else math.nan,
-                    current_a=c.draw_a,
+                    current_a=drawn,
                     power_w=power,
                     session_wh=view.session_wh if view is not None else None,
                     min_a=c.min_a,

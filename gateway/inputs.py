@@ -254,6 +254,7 @@ def charger_inputs(
     now: float = 0.0,
     stale_after_s: float = math.inf,
     site_phases: int = 3,
+    report_max_age_s: float | None = None,
 ) -> tuple[Charger, ...]:
     """Configured chargers with this cycle's status, draw and written overrides.
 
@@ -261,14 +262,15 @@ def charger_inputs(
     where configured, is trusted over the charger's own MeterValues for the draw. A
     written max only lowers the configured max; `enabled = false` stops the charger.
     A charger drawing on lines beyond its configured `phases` is widened to them (the
-    caller warns: `undeclared_lines` tells which).
+    caller warns: `undeclared_lines` tells which). A charger's own reading counts for
+    `report_max_age_s` (default `stale_after_s`), a sub-meter's for `stale_after_s`.
     """
     metered = {m.charger: m for m in submeters if m.role == "charger" and m.charger}
     out = []
     for c in chargers:
         view = live.get(c.id)
         status = view.status if view is not None and view.online and view.status else None
-        draw = _line_draw(c, view, now, stale_after_s)
+        draw = _line_draw(c, view, now, report_max_age_s or stale_after_s)
         meter = metered.get(c.id)
         uncontrolled = view is not None and view.uncontrolled
         if meter is not None and status == "Charging" and not uncontrolled:

@@ -52,8 +52,8 @@ cycle_s = 0.5
 stale_after_s = 2
 ramp_up_a_per_s = {ramp}
 start_delay_s = 0
-stop_delay_s = 5
-min_pause_s = 0
+stop_delay_s = {stop_delay}
+min_pause_s = {min_pause}
 
 [[meters]]
 name = "grid"
@@ -67,7 +67,7 @@ timeout_s = 0.3
 [ocpp]
 host = "127.0.0.1"
 port = {ocpp_port}
-meter_interval_s = 1
+meter_interval_s = {meter_interval}
 refresh_s = 1
 validity_s = 3
 
@@ -133,6 +133,7 @@ def write_config(path: Path, **values: Any) -> Path:
     # chargers' MeterValues lag the grid meter.
     defaults = {"distribution": "priority", "mode": "standard", "grid_port": 1, "ramp": 0.5}
     defaults |= {"ocpp_port": 9000, "export_port": 1502, "writes": "false", "extra": ""}
+    defaults |= {"stop_delay": 5, "min_pause": 0, "meter_interval": 1}
     defaults["charger_keys"] = ""  # keys added to every [[chargers]] entry
     defaults["state_dir"] = path.parent / "state"
     path.write_text(CONFIG.format(**(defaults | values)))

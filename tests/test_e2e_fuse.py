@@ -163,6 +163,44 @@ def test_an_uncontrolled_charger_is_fixed_load_and_shown_as_such(tmp_path, caplo
     assert sum("c2 is controlled again" in line for line in lines) == 1, lines
 
 
+def test_a_car_started_on_a_nearly_full_site_is_not_stopped_by_its_own_draw(tmp_path):
+    """9 A free, chargers report every 10 s (the default), the product's stop delay and
+    minimum pause (180 s). Before: c1 was started at 6 A, the grid showed its draw a
+    second later while its last MeterValues still said 0 A, so its own draw counted as
+    household too (3 A free) and it was stopped at once, into a 3-minute pause, on every
+    start. Now the grid's rise after the start is its car following (gateway/inflight.py):
+    it keeps charging, ramps to the 9 A free and stays there, inside the breaker."""
+
+    async def scenario() -> None:
+        timing = {"stop_delay": 180, "min_pause": 180, "meter_interval": 10}
+        async with running(tmp_path, household_w=per_phase_w(16), **timing) as site:
+            point = site.live.station("c1").point
+            watch = Overload(site)
+            def c1():  # the controller's state of c1 (a new one each cycle)
+                return site.gateway.hub.state.chargers.get("c1")
+
+            # Started by the gateway (before its first profile the charger offers 16 A).
+            await until(lambda: c1() is not None and c1().starts, 10, "c1 started")
+            await until(lambda: point.ev.draw_a >= 6, 5, "c1's car follows")
+            changes, last = 0, point.effective_limit_a()
+            end = time.monotonic() + 12.0
+            while time.monotonic() < end:
+                watch.sample()
+                limit = point.effective_limit_a()
+                assert limit >= 6, "c1 was stopped"
+                if abs(limit - 9) <= 0.5:
+                    changes += limit != last
+                last = limit
+                await asyncio.sleep(0.01)
+            assert abs(point.ev.draw_a - 9) <= 0.5, point.ev.draw_a  # ramped to what is free
+            assert changes <= 1, changes  # and stays: no hunting at the breaker
+            assert c1().stops == 0
+            assert watch.longest_s == 0.0, (watch.longest_s, watch.worst_a)
+            assert site.limits()["c2"] == 0  # priority: no room for c2's minimum
+
+    run(scenario)
+
+
 @pytest.mark.parametrize("absurd", [-1e9, 1e9])
 def test_an_absurd_grid_reading_is_a_failed_read_and_control_comes_back(tmp_path, absurd):
     """The grid meter answers ±1e9 A (it decodes fine): not a measurement. Before, -1e9

@@ -228,3 +228,16 @@ def test_the_grid_is_planned_with_what_an_offline_charger_may_still_draw():
     # Online again, or never with a car: the grid as measured.
     for view in (Live(), Live(online=False, status="Available", sent_a=16.0)):
         assert planning_measurements(m, [c], {"a": view}, 50.0, 3) is m
+
+
+def test_a_charger_reading_counts_until_the_next_one_is_overdue():
+    """Chargers report every meter_interval_s (10 s): a reading 10.1 s old is not stale
+    when the caller gives the reports their own age (the hub: stale_after + interval)."""
+    c = charger("a", max_a=16)
+    late = Live(reading_mono=89.9)
+    (out,) = charger_inputs([c], {"a": late}, None, (), now=100.0, stale_after_s=10)
+    assert out.draw_a == (0.0, 0.0, 0.0)
+    (out,) = charger_inputs(
+        [c], {"a": late}, None, (), now=100.0, stale_after_s=10, report_max_age_s=20
+    )
+    assert out.draw_a == (10.0, 10.0, 10.0)
