@@ -193,7 +193,11 @@ class Hub:
         self._inflight = {
             i: ch
             for i, ch in self._inflight.items()
-            if i in live and not expired(ch, live[i].reading_mono, now, report_age)
+            # Offline or uncontrolled, its draw is fixed load: the change is void.
+            if i in live
+            and live[i].online
+            and not live[i].uncontrolled
+            and not expired(ch, live[i].reading_mono, now, report_age)
         }
         chargers = attribute(chargers, self._inflight, grid, config.site.phases)
         # Offline chargers with a car keep their share (inputs.planning_measurements).
