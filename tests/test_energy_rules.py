@@ -229,9 +229,14 @@ def test_a_reduction_within_the_dead_band_is_not_held_on_the_battery(mode):
     # The sun falls by 140 W, 0.2 A per phase: the grid gives it, the dead band holds.
     _, d = _step(controller, state, s, (0.2, 0.2, 0.2), 1, 0.0, 90, drawing)
     assert d.commands[0].limit_a == 7.0
-    # The same dip, covered by the battery (grid 0, 140 W out): 6.7 A at once.
-    _, d = _step(controller, state, s, (0, 0, 0), 1, 140.0, 90, drawing)
-    assert d.commands[0].limit_a == 6.7
+    # The same dip, covered by the battery (grid 0, 140 W out): the sun carries 6.7 A,
+    # and the cut goes half a dead band further, to 6.4 A, at once.
+    state, d = _step(controller, state, s, (0, 0, 0), 1, 140.0, 90, drawing)
+    assert d.commands[0].limit_a == 6.4
+    # The battery now takes the 0.3 A per phase the car leaves: no rise straight back.
+    drawing = replace(car, draw_a=(6.4, 6.4, 6.4))
+    _, d = _step(controller, state, s, (0, 0, 0), 2, -207.0, 90, drawing)
+    assert d.commands[0].limit_a == 6.4
 
 
 def test_standard_waits_below_soc_min_while_the_battery_would_feed_it():

@@ -338,7 +338,7 @@ class Controller:
         elif c.mode is Mode.ECO:
             self._eco_rules(plan, c, t, now)
         self._pause(plan, c, t, now)
-        self._ramp(plan, c, t, now, last_now, not balance.feeds_sun(c, plan.state.limit_a))
+        self._ramp(plan, c, t, now, last_now, balance.feeds_sun(c, plan.state.limit_a))
 
     def _surplus_rules(
         self, plan: _Plan, c: Charger, t: Timing, balance: _Balance, now: float
@@ -414,25 +414,28 @@ class Controller:
         t: Timing,
         now: float,
         last_now: float | None,
-        hold_down: bool,
+        on_battery: bool,
     ) -> None:
         """Down at once; up at the ramp rate, and only by at least the dead band.
 
         `ramp_since` is the time an increase became pending (the previous cycle), or the
-        time of the last step up; it is None while no increase is pending. `hold_down`:
-        a reduction within the dead band may wait too.
+        time of the last step up; it is None while no increase is pending. `on_battery`:
+        what the dead band would hold back of a reduction is the battery's
+        (`_Balance.feeds_sun`).
         """
         last, want = plan.state.limit_a, plan.limit
         if want <= last or (last > 0.0 and want - last < t.dead_band_a - EPS):
-            # A change within the dead band is not sent, a reduction included (unless
-            # `hold_down` says no): the check of holds cuts it at once if the breaker or
-            # import cap needs it.
-            within = (
-                want > 0.0
-                and abs(want - last) < t.dead_band_a - EPS
-                and (want >= last or hold_down)
-            )
-            plan.limit = last if within else want
+            # A change within the dead band is not sent, a reduction included: the
+            # check of holds cuts it at once if the breaker or import cap needs it.
+            within = want > 0.0 and abs(want - last) < t.dead_band_a - EPS
+            if within and want < last and on_battery:
+                # Sent, and half a dead band further down: the next cut is then due
+                # only once the sun has fallen that far again, not every cycle of a
+                # falling afternoon (a whole dead band and the ramp would raise it
+                # straight back).
+                plan.limit = min(want, max(c.min_a, _floor(want - t.dead_band_a / 2)))
+            else:
+                plan.limit = last if within else want
             plan.set(ramp_since=None)
             return
         since = plan.get("ramp_since")
