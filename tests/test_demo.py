@@ -24,6 +24,7 @@ def test_the_demo_prints_events_the_table_with_a_legend_and_a_closing_line():
     out = result.stdout
     assert "signs: grid + import / - export" in out  # the legend under the site line
     assert "household" in out and "charger   mode" in out
+    assert "switched to 1 phase instead of stopped" in out  # what to watch for
     # A charger's first limit is an event line, with the reason.
     assert any(": Available -> " in line and "(" in line for line in out.splitlines()), out
     assert out.rstrip().splitlines()[-1].startswith("demo stopped after ")

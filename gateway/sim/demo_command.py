@@ -55,6 +55,13 @@ LEGEND = (
     "household = the house's own consumption"
 )
 EVENTS_SHOWN = 8
+# What to watch for, printed at the start (README's demo section tells it at length).
+STORY = (
+    "the day: garage (standard) charges at once; carport (eco) holds its minimum until the\n"
+    "battery is at 80 %, then follows the sun; van (excess) runs on real export only;\n"
+    "visitor (solar) runs on the sun, and when that cannot carry 6 A on 3 phases it is\n"
+    "switched to 1 phase instead of stopped (the cloud at 13:00), and back to 3 after"
+)
 
 
 class Table:
@@ -131,8 +138,8 @@ class Table:
                 f"{command.limit_a:5.1f} A {phases:>6} {draw:>13} A  "
                 f"{command.detail or command.reason.text}"
             )
-        if self.clear:
-            lines += ["", "latest events:", *(self.events or ["(none yet)"])]
+        if self.clear:  # redrawn in place: the story printed at the start is gone
+            lines += ["", "latest events:", *(self.events or ["(none yet)"]), "", STORY]
         prefix = "\x1b[H\x1b[2J" if self.clear else ""
         print(prefix + "\n".join(lines) + ("" if self.clear else "\n"), file=self.out, flush=True)
 
@@ -191,6 +198,7 @@ async def run_demo(args: argparse.Namespace) -> None:
         await gateway.start()
         for line in gateway.summary():
             print(line)
+        print(STORY, flush=True)
         await live.connect_chargers(gateway.central.port)
         live.start_ticking()
         runner = asyncio.create_task(gateway.run(stop))
