@@ -213,6 +213,32 @@ def test_a_standard_car_on_the_battery_does_not_stop_a_solar_car_s_stop_delay():
     assert (d.commands[0].limit_a, d.commands[0].reason) == (6.0, Reason.STOP_DELAY)
 
 
+@pytest.mark.parametrize("mode", ["solar", "eco"])
+def test_a_reduction_within_the_dead_band_is_not_held_on_the_battery(mode):
+    """A car on the sun (Solar; Eco above its minimum) takes exactly the surplus: with net
+    metering (or a battery that follows the load) what the dead band would hold back
+    comes from the battery. The demo's Solar car took 0.14 kWh so (issue #15)."""
+    controller = Controller(ControlSettings(timing=replace(NO_TIMERS, dead_band_a=0.5)))
+    s = site(metering=Metering.NET, battery=BATTERY)
+    car = charger("s", mode)
+    state = controller.initial_state()
+    for now in (-1, 0):
+        state, d = _step(controller, state, s, (-7, -7, -7), now, 0.0, 90, car)
+    assert d.commands[0].limit_a == 7.0
+    drawing = replace(car, draw_a=(7, 7, 7))
+    # The sun falls by 140 W, 0.2 A per phase: the grid gives it, the dead band holds.
+    _, d = _step(controller, state, s, (0.2, 0.2, 0.2), 1, 0.0, 90, drawing)
+    assert d.commands[0].limit_a == 7.0
+    # The same dip, covered by the battery (grid 0, 140 W out): the sun carries 6.7 A,
+    # and the cut goes half a dead band further, to 6.4 A, at once.
+    state, d = _step(controller, state, s, (0, 0, 0), 1, 140.0, 90, drawing)
+    assert d.commands[0].limit_a == 6.4
+    # The battery now takes the 0.3 A per phase the car leaves: no rise straight back.
+    drawing = replace(car, draw_a=(6.4, 6.4, 6.4))
+    _, d = _step(controller, state, s, (0, 0, 0), 2, -207.0, 90, drawing)
+    assert d.commands[0].limit_a == 6.4
+
+
 def test_standard_waits_below_soc_min_while_the_battery_would_feed_it():
     s = site(battery=BATTERY)
     result = run(s, (0, 0, 0), charger("c", max_a=16), soc=15, battery_w=1000)

@@ -338,7 +338,7 @@ class Controller:
         elif c.mode is Mode.ECO:
             self._eco_rules(plan, c, t, now)
         self._pause(plan, c, t, now)
-        self._ramp(plan, c, t, now, last_now)
+        self._ramp(plan, c, t, now, last_now, balance.feeds_sun(c, plan.state.limit_a))
 
     def _surplus_rules(
         self, plan: _Plan, c: Charger, t: Timing, balance: _Balance, now: float
@@ -407,18 +407,35 @@ class Controller:
             plan.limit, plan.reason = 0.0, Reason.MIN_PAUSE
             plan.detail = f"{c.mode.value}: paused after stop, {left:.0f} s left"
 
-    def _ramp(self, plan: _Plan, c: Charger, t: Timing, now: float, last_now: float | None) -> None:
+    def _ramp(
+        self,
+        plan: _Plan,
+        c: Charger,
+        t: Timing,
+        now: float,
+        last_now: float | None,
+        on_battery: bool,
+    ) -> None:
         """Down at once; up at the ramp rate, and only by at least the dead band.
 
         `ramp_since` is the time an increase became pending (the previous cycle), or the
-        time of the last step up; it is None while no increase is pending.
+        time of the last step up; it is None while no increase is pending. `on_battery`:
+        what the dead band would hold back of a reduction is the battery's
+        (`_Balance.feeds_sun`).
         """
         last, want = plan.state.limit_a, plan.limit
         if want <= last or (last > 0.0 and want - last < t.dead_band_a - EPS):
             # A change within the dead band is not sent, a reduction included: the
             # check of holds cuts it at once if the breaker or import cap needs it.
             within = want > 0.0 and abs(want - last) < t.dead_band_a - EPS
-            plan.limit = last if within else want
+            if within and want < last and on_battery:
+                # Sent, and half a dead band further down: the next cut is then due
+                # only once the sun has fallen that far again, not every cycle of a
+                # falling afternoon (a whole dead band and the ramp would raise it
+                # straight back).
+                plan.limit = min(want, max(c.min_a, _floor(want - t.dead_band_a / 2)))
+            else:
+                plan.limit = last if within else want
             plan.set(ramp_since=None)
             return
         since = plan.get("ramp_since")
@@ -613,7 +630,8 @@ def _external_text(external: ExternalLimit, now: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Balance:
-    """What the sun and the battery do this cycle, for the holds of Solar and Excess."""
+    """What the sun and the battery do this cycle, for the holds of Solar and Excess and
+    the dead band of cars on the sun."""
 
     site: Site
     volts: float
@@ -621,7 +639,17 @@ class _Balance:
     sun_w: tuple[float, ...]
     # Battery discharge into cars beyond what the battery policy lets Standard/Eco take.
     battery_to_sun_cars_w: float
+    battery_to_cars_w: float  # all the battery's discharge into cars
     assist_w: float  # what the owner lets Solar/Excess cars take from the battery
+
+    def feeds_sun(self, c: Charger, last_a: float) -> bool:
+        """Whether the battery discharges into the cars (beyond the owner's assist) while
+        `c`, commanded `last_a`, runs on the sun: Solar, Excess, or Eco above its minimum.
+        Such a car is allocated exactly the sun's surplus, and a battery that follows the
+        load covers whatever it draws beyond that: a reduction the dead band held back
+        would be the battery's (with net metering nothing else is left to cover it)."""
+        on_sun = c.mode in _SUN_MODES or (c.mode is Mode.ECO and last_a > c.min_a + EPS)
+        return on_sun and self.battery_to_cars_w > self.assist_w
 
     def refreshes(self, c: Charger) -> bool:
         """The excess hold is renewed while the sun's export plus the car's own draw
@@ -648,7 +676,7 @@ def _balance(snapshot: Snapshot) -> _Balance:
     sun_w = tuple(-a * volts - discharge_w / site.phases for a in m.grid_current_a)
     battery, soc = site.battery, m.battery_soc
     if battery is None or discharge_w <= 0.0:
-        return _Balance(site, volts, sun_w, 0.0, 0.0)
+        return _Balance(site, volts, sun_w, 0.0, 0.0, 0.0)
     cars_w = allowed_w = 0.0
     for c in snapshot.chargers:
         draw_w = sum(c.draw_a[: wired_lines(c, site.phases)]) * volts
@@ -657,7 +685,12 @@ def _balance(snapshot: Snapshot) -> _Balance:
             allowed_w += min(draw_w, allowance_w(battery, c.mode, soc))
     to_cars_w = discharge_to_cars_w(m.battery_power_w, sum(m.grid_current_a) * volts, cars_w)
     return _Balance(
-        site, volts, sun_w, max(0.0, to_cars_w - allowed_w), allowance_w(battery, Mode.SOLAR, soc)
+        site,
+        volts,
+        sun_w,
+        max(0.0, to_cars_w - allowed_w),
+        to_cars_w,
+        allowance_w(battery, Mode.SOLAR, soc),
     )
 
 

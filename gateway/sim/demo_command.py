@@ -55,6 +55,13 @@ LEGEND = (
     "household = the house's own consumption"
 )
 EVENTS_SHOWN = 8
+# What to watch for, printed at the start (README's demo section tells it at length).
+STORY = (
+    "the day: garage (standard) charges at once; carport (eco) holds its minimum until the\n"
+    "battery is at 80 %, then follows the sun; van (excess) runs on real export only;\n"
+    "visitor (solar) runs on the sun, and when that cannot carry 6 A on 3 phases it is\n"
+    "switched to 1 phase instead of stopped (the cloud at 13:00), and back to 3 after"
+)
 
 
 class Table:
@@ -71,7 +78,7 @@ class Table:
         self.clear = out.isatty()
         self.every = max(1, every if every is not None else (1 if self.clear else 20))
         self.events: list[str] = []
-        self._seen: dict[str, tuple[float, str]] = {}
+        self._seen: dict[str, tuple[float, str, int | None]] = {}
         self.cycles = 0
 
     def _note_events(self, report: CycleReport) -> list[str]:
@@ -80,7 +87,7 @@ class Table:
         for charger in report.snapshot.chargers:
             command = commands[charger.id]
             before = self._seen.get(charger.id)
-            now = (command.limit_a, charger.status)
+            now = (command.limit_a, charger.status, command.phases)
             self._seen[charger.id] = now
             if before is None or before == now:
                 continue
@@ -89,6 +96,8 @@ class Table:
                 what.append(f"{before[1]} -> {now[1]}")
             if before[0] != now[0]:
                 what.append(f"{before[0]:.1f} -> {now[0]:.1f} A")
+            if before[2] != now[2]:
+                what.append(f"{before[2]} -> {now[2]} phase(s)")
             why = command.detail or command.reason.text
             new.append(f"{_clock(self.live.time_of_day_s)} {charger.id}: {', '.join(what)} ({why})")
         self.events = (self.events + new)[-EVENTS_SHOWN:]
@@ -115,18 +124,22 @@ class Table:
             f"battery {reading.battery_soc or 0:4.1f} % {reading.battery_w / 1000:+5.2f} kW   "
             f"grid {' '.join(f'{a:+6.1f}' for a in m.grid_current_a)} A",
             LEGEND,
-            f"{'charger':<9} {'mode':<9} {'status':<14} {'limit':>7} {'draw':>15}  reason",
+            f"{'charger':<9} {'mode':<9} {'status':<14} {'limit':>7} {'phases':>6} {'draw':>15}"
+            "  reason",
         ]
         commands = {c.id: c for c in report.decision.commands}
         for charger in report.snapshot.chargers:
             command = commands[charger.id]
             draw = "/".join(f"{a:.1f}" for a in charger.draw_a[: charger.phases])
+            # The phase set it is sent (a charger that switches), else the one it has.
+            phases = command.phases or charger.phases
             lines.append(
                 f"{charger.id:<9} {charger.mode.value:<9} {charger.status:<14} "
-                f"{command.limit_a:5.1f} A {draw:>13} A  {command.detail or command.reason.text}"
+                f"{command.limit_a:5.1f} A {phases:>6} {draw:>13} A  "
+                f"{command.detail or command.reason.text}"
             )
-        if self.clear:
-            lines += ["", "latest events:", *(self.events or ["(none yet)"])]
+        if self.clear:  # redrawn in place: the story printed at the start is gone
+            lines += ["", "latest events:", *(self.events or ["(none yet)"]), "", STORY]
         prefix = "\x1b[H\x1b[2J" if self.clear else ""
         print(prefix + "\n".join(lines) + ("" if self.clear else "\n"), file=self.out, flush=True)
 
@@ -151,7 +164,11 @@ def demo_site(speed: float) -> LiveSite:
         versions={c.id: "2.0.1" if c.ocpp.protocol == "2.0.1" else "1.6" for c in config.chargers},
         cars={
             s.charger: EV(
-                max_a=s.max_a, phases=s.phases, energy_wanted_wh=s.energy_wh, lag_s=s.lag_s
+                max_a=s.max_a,
+                phases=s.phases,
+                energy_wanted_wh=s.energy_wh,
+                lag_s=s.lag_s,
+                speed=speed,  # full when the day says so, not `speed` times later
             )
             for s in scenario.sessions
         },
@@ -181,6 +198,7 @@ async def run_demo(args: argparse.Namespace) -> None:
         await gateway.start()
         for line in gateway.summary():
             print(line)
+        print(STORY, flush=True)
         await live.connect_chargers(gateway.central.port)
         live.start_ticking()
         runner = asyncio.create_task(gateway.run(stop))
