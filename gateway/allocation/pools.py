@@ -138,8 +138,9 @@ def build_pools(
 ) -> Pools:
     """`output_w`: the inverter's present AC output (PV + battery discharge)."""
     n = site.phases
-    importing = [max(0.0, h) for h in household]
-    export = [max(0.0, -h) for h in household]
+    # (Conditional expressions, not max(): this runs every cycle.)
+    importing = [h if h > 0.0 else 0.0 for h in household]
+    export = [-h if h < 0.0 else 0.0 for h in household]
 
     inverter = site.inverter
     asymmetric = inverter is not None and inverter.asymmetric
@@ -153,7 +154,7 @@ def build_pools(
     def inverter_share(export_a: list[float], extra_a: float) -> Capacity:
         """Shape the inverter's contribution: split evenly, or one pool for any phase."""
         if asymmetric:
-            limits = [max(0.0, phase_max - imp) for imp in importing]
+            limits = [phase_max - imp if phase_max - imp > 0.0 else 0.0 for imp in importing]
             return Capacity.pool(limits, sum(export_a) + extra_a)
         per_phase_extra = min(extra_a / n, phase_max)
         return Capacity.per_phase([e + per_phase_extra for e in export_a])
@@ -186,7 +187,7 @@ def build_pools(
         excess = Capacity.pool(anywhere, excess_a)
     else:
         per_phase = battery.discharge_a / n
-        sun = [max(0.0, -h - per_phase) for h in household]
+        sun = [-h - per_phase if -h - per_phase > 0.0 else 0.0 for h in household]
         surplus = inverter_share(sun, battery.charge_a + assist_a)
         excess_a = max(0.0, sum(sun) * volts - site.excess_threshold_w) / volts
         excess = inverter_share([0.0] * n, excess_a)
