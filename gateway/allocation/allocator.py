@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import groupby
 from operator import attrgetter
 
 from gateway.allocation.capacity import popcount
@@ -105,6 +106,10 @@ def _seat(
     return Seat(charger, index, mask, popcount(mask), wired, circuits, active, released, order)
 
 
+def _urgency(seat: Seat) -> int:
+    return seat.sort_key[0]
+
+
 class _Allocator:
     def __init__(self, snapshot: Snapshot) -> None:
         site, m = snapshot.site, snapshot.measurements
@@ -196,8 +201,8 @@ class _Allocator:
         a source on one of its phases runs out, the others keep rising. A phase that runs
         out therefore stops only the chargers that use it.
         """
-        for urgency in sorted({s.charger.mode.urgency for s in order}):
-            rising = [s for s in order if s.charger.mode.urgency == urgency and s.seated]
+        for _, tier in groupby(order, key=_urgency):  # `order` is sorted: tiers are runs
+            rising = [s for s in tier if s.seated]
             while rising:
                 room = [self.limit(s, self.pools, s.amount) - s.amount for s in rising]
                 rising = [s for s, r in zip(rising, room, strict=True) if r > EPS]

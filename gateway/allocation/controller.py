@@ -28,7 +28,7 @@ from typing import Any
 from gateway.allocation import phases
 from gateway.allocation.allocator import DRAWING_A, allocate, wired_lines
 from gateway.allocation.battery import allowance_w, discharge_to_cars_w
-from gateway.allocation.guard import FOLLOW_S, guard
+from gateway.allocation.guard import FOLLOW_S, guard, measured_over
 from gateway.allocation.phases import PhaseSettings, PhaseState
 from gateway.allocation.timing import ControlSettings, Timing
 from gateway.model import (
@@ -148,10 +148,10 @@ class _Plan:
         return changes[name] if name in changes else getattr(self.state, name)
 
     def set(self, **changes: Any) -> None:
-        state = self.state
+        state, mine = self.state, self.changes
         for name, value in changes.items():
-            if value != getattr(state, name) or name in self.changes:
-                self.changes[name] = value
+            if name in mine or value != getattr(state, name):
+                mine[name] = value
 
     def new_state(self) -> ChargerState:
         return _evolve(self.state, self.changes) if self.changes else self.state
@@ -232,7 +232,7 @@ class Controller:
                 c = phases.in_force(c, plan.state.phase, snapshot.site.phases)
             elif plan.state.phase is not None:
                 plan.set(phase=None)  # switching refused since: all its phases
-            chargers.append(c if c.idle_s == idle_s else replace(c, idle_s=idle_s))
+            chargers.append(c if c.idle_s == idle_s else _evolve(c, {"idle_s": idle_s}))
             plans.append(plan)
         external = external_limit if external_limit and external_limit.active(now) else None
 
@@ -532,6 +532,9 @@ def _guard(snapshot: Snapshot, chargers: list[Charger], plans: list[_Plan], now:
     ("" when nothing is)."""
     m = snapshot.measurements
     volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else snapshot.site.voltage_v
+    over_a, over_w = measured_over(snapshot.site, m.grid_current_a, volts)
+    if not any(over_a) and over_w <= 0.0:
+        return ""  # the usual cycle: nothing to guard, no lists to build
     result = guard(
         snapshot.site,
         m.grid_current_a,
@@ -670,17 +673,19 @@ def _balance(snapshot: Snapshot) -> _Balance:
     )
 
 
-_FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in (ChargerState, ControllerState)}
+_FIELD_NAMES = {
+    cls: tuple(f.name for f in fields(cls)) for cls in (Charger, ChargerState, ControllerState)
+}
 
 
-def _evolve(state: Any, changes: Mapping[str, Any]) -> Any:
-    """`dataclasses.replace` for the controller's state classes, at half its cost (it runs
-    several times a cycle): every field is an init field, so the class is called with
-    each in order."""
-    return type(state)(
+def _evolve(value: Any, changes: Mapping[str, Any]) -> Any:
+    """`dataclasses.replace` for the chargers and the controller's state, at half its
+    cost (it runs several times a cycle): every field of these is an init field, so the
+    class is called with each in order."""
+    return type(value)(
         *[
-            changes[name] if name in changes else getattr(state, name)
-            for name in _FIELD_NAMES[type(state)]
+            changes[name] if name in changes else getattr(value, name)
+            for name in _FIELD_NAMES[type(value)]
         ]
     )
 

@@ -14,16 +14,18 @@ excess as far as they reach, so no watt is given twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from gateway.allocation.battery import allowance_w, covers_load
 from gateway.allocation.capacity import INF, Capacity
 from gateway.model import Metering, Mode, Site
 
 
-@dataclass(frozen=True, slots=True)
-class BatteryView:
-    """What the battery does and may do this cycle (thresholds carry any hysteresis)."""
+class BatteryView(NamedTuple):
+    """What the battery does and may do this cycle (thresholds carry any hysteresis).
+
+    A NamedTuple, like the allocation's per-charger results: one is built every cycle.
+    """
 
     supplies: bool  # some mode may use its discharge (the physical pool counts its room)
     at_target: bool  # SOC >= target: its charge may be redirected; Solar may run
@@ -59,7 +61,7 @@ def battery_view(
     if soc is None:
         # SOC unknown: never count on it, never block Solar on it; what it measurably
         # discharges is still not the sun's.
-        return replace(_NO_BATTERY, discharge_a=discharge)
+        return _NO_BATTERY._replace(discharge_a=discharge)
     charge = max(0.0, -power) / volts
     room = max(0.0, battery.max_discharge_w - max(0.0, power)) / volts
     inverter = site.inverter
