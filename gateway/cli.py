@@ -12,8 +12,6 @@ import importlib
 import sys
 
 from gateway import __version__
-from gateway.schema import SchemaError
-from gateway.tomlfile import TomlError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -54,7 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(only).parse_args(argv)
     try:
         return int(importlib.import_module(args._module).run(args))
-    except (TomlError, SchemaError) as exc:
+    except Exception as exc:
+        # The error classes are imported only once something failed (whatever raised
+        # one has imported its module): a command that reads no TOML, `allocate`, does
+        # not load tomllib and the schema to start.
+        from gateway.schema import SchemaError
+        from gateway.tomlfile import TomlError
+
+        if not isinstance(exc, TomlError | SchemaError):
+            raise
         # Bad input anywhere: one line naming file, line and key (or the field), exit 2.
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,6 @@ unknown keys are errors rather than silently ignored typos.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -32,6 +31,14 @@ class SchemaErrors(ValueError):
     def __init__(self, errors: Sequence[SchemaError]) -> None:
         super().__init__("; ".join(str(e) for e in errors))
         self.errors = tuple(errors)
+
+
+def _nearest(key: str, candidates: list[str]) -> str | None:
+    """The candidate `key` is most likely a typo of, if any."""
+    import difflib  # only on an error: every command reads a schema, few make one
+
+    near = difflib.get_close_matches(key, candidates, 1, cutoff=0.8)
+    return near[0] if near else None
 
 
 def join(path: str, key: str | int) -> str:
@@ -90,9 +97,9 @@ class Table:
         self._read.add(key)
         if key not in self.data:
             if default is _MISSING:
-                typo = difflib.get_close_matches(key, list(self.data), 1, cutoff=0.8)
-                if typo and typo[0] not in self._read:
-                    raise SchemaError(self.at(typo[0]), f"unknown key; did you mean {key}?")
+                typo = _nearest(key, list(self.data))
+                if typo is not None and typo not in self._read:
+                    raise SchemaError(self.at(typo), f"unknown key; did you mean {key}?")
                 raise SchemaError(self.at(key), "is required")
             return default
         return self.data[key]
@@ -210,6 +217,6 @@ class Table:
     def finish(self) -> None:
         for key in self.data:
             if key not in self._read:
-                near = difflib.get_close_matches(key, sorted(self._read), 1, cutoff=0.8)
-                hint = f"; did you mean {near[0]}?" if near else ""
+                near = _nearest(key, sorted(self._read))
+                hint = f"; did you mean {near}?" if near is not None else ""
                 raise SchemaError(self.at(key), f"unknown key{hint}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import groupby
 from operator import attrgetter
 
 from gateway.allocation.capacity import popcount
@@ -20,10 +22,10 @@ from gateway.model import (
     Allocation,
     Charger,
     ChargerAllocation,
+    Circuit,
     Distribution,
     Mode,
     Reason,
-    Site,
     SiteSummary,
     Snapshot,
 )
@@ -31,7 +33,6 @@ from gateway.model import (
 EPS = 1e-6
 _ORDER = attrgetter("sort_key")
 DRAWING_A = 1.0  # a line carrying more than this is in use
-_BIT = {name: 1 << i for i, name in enumerate(PHASE_NAMES)}
 _INDEX = {name: i for i, name in enumerate(PHASE_NAMES)}
 
 
@@ -57,26 +58,56 @@ def wired_lines(charger: Charger, site_phases: int) -> int:
     return min(charger.phases, len(charger.phase_map), site_phases)
 
 
-def _seat(charger: Charger, index: int, site: Site, circuits: tuple[str, ...]) -> Seat:
-    phase_map = charger.phase_map
-    wired = wired_lines(charger, site.phases)
-    lines = range(wired)
-    active = charger.status in ACTIVE_STATUSES
+@lru_cache(maxsize=64)
+def _wiring(phase_map: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A phase map's site phase per charger line, and the mask of its first k lines
+    (worked out once per map: a handful of maps serve every charger every cycle)."""
+    lines = tuple(_INDEX[name] for name in phase_map)
+    masks = [0]
+    for line in lines:
+        masks.append(masks[-1] | 1 << line)
+    return lines, tuple(masks)
+
+
+@lru_cache(maxsize=64)
+def _circuits_of(circuits: tuple[Circuit, ...]) -> dict[str, tuple[str, ...]]:
+    """Charger id -> the circuits it is on (per site, not per cycle)."""
+    of: dict[str, tuple[str, ...]] = {}
+    for circuit in circuits:
+        for member in circuit.chargers:
+            of[member] = (*of.get(member, ()), circuit.name)
+    return of
+
+
+def _seat(
+    charger: Charger,
+    index: int,
+    site_phases: int,
+    release_after_s: float,
+    circuits: tuple[str, ...],
+) -> Seat:
+    wired = wired_lines(charger, site_phases)
+    lines, masks = _wiring(charger.phase_map)
+    mask = masks[wired]
+    status = charger.status
+    active = status in ACTIVE_STATUSES
+    draw = charger.draw_a
     if active and wired > 1:
-        drawing = [k for k in lines if charger.draw_a[k] > DRAWING_A]
+        drawing = [k for k in range(wired) if draw[k] > DRAWING_A]
         if 0 < len(drawing) < wired:
             # A car using fewer lines than the charger has: leave the others free.
-            lines = drawing
-    mask = 0
-    for k in lines:
-        mask |= _BIT[phase_map[k]]
+            mask = 0
+            for k in drawing:
+                mask |= 1 << lines[k]
     released = (
-        charger.status == "SuspendedEV"
-        and sum(charger.draw_a) < DRAWING_A
-        and charger.idle_s >= site.release_after_s
+        status == "SuspendedEV" and sum(draw) < DRAWING_A and charger.idle_s >= release_after_s
     )
     order = (charger.mode.urgency, charger.priority, index)
     return Seat(charger, index, mask, popcount(mask), wired, circuits, active, released, order)
+
+
+def _urgency(seat: Seat) -> int:
+    return seat.sort_key[0]
 
 
 class _Allocator:
@@ -84,21 +115,20 @@ class _Allocator:
         site, m = snapshot.site, snapshot.measurements
         self.site = site
         self.volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else site.voltage_v
-        circuits_of: dict[str, tuple[str, ...]] = {}
-        for circuit in site.circuits:
-            for member in circuit.chargers:
-                circuits_of[member] = (*circuits_of.get(member, ()), circuit.name)
+        circuits_of = _circuits_of(site.circuits) if site.circuits else {}
         self.soc = m.battery_soc
-        self.seats = [
-            _seat(c, i, site, circuits_of.get(c.id, ())) for i, c in enumerate(snapshot.chargers)
-        ]
-
+        phases, release_after_s = site.phases, site.release_after_s
+        self.seats = seats = []
         # A reading on a line that is not wired to the site cannot be on its phases.
         household = list(m.grid_current_a)
-        for seat in self.seats:
-            charger = seat.charger
+        for i, c in enumerate(snapshot.chargers):
+            seat = _seat(c, i, phases, release_after_s, circuits_of.get(c.id, ()))
+            seats.append(seat)
+            draw = c.draw_a
+            lines = _wiring(c.phase_map)[0]
             for k in range(seat.wired):
-                household[_INDEX[charger.phase_map[k]]] -= charger.draw_a[k]
+                if draw[k]:  # (x - 0.0 is x: an idle charger changes nothing)
+                    household[lines[k]] -= draw[k]
         self.household = tuple(household)
         grid_w = sum(m.grid_current_a) * self.volts
         self.battery: BatteryView = battery_view(
@@ -171,8 +201,8 @@ class _Allocator:
         a source on one of its phases runs out, the others keep rising. A phase that runs
         out therefore stops only the chargers that use it.
         """
-        for urgency in sorted({s.charger.mode.urgency for s in order}):
-            rising = [s for s in order if s.charger.mode.urgency == urgency and s.seated]
+        for _, tier in groupby(order, key=_urgency):  # `order` is sorted: tiers are runs
+            rising = [s for s in tier if s.seated]
             while rising:
                 room = [self.limit(s, self.pools, s.amount) - s.amount for s in rising]
                 rising = [s for s, r in zip(rising, room, strict=True) if r > EPS]
@@ -272,29 +302,32 @@ class _Allocator:
 
     def result(self) -> Allocation:
         chargers = []
-        drawn = [0.0] * self.site.phases
-        phase_bits = [(i, 1 << i) for i in range(self.site.phases)]
+        phases = self.site.phases
+        drawn = [0.0] * phases
+        standard_full = not self.battery.standard_waits
         # Chargers alike in mode, phases and limits have the same target, and idle ones
         # the same availability: worked out once each (most fleets repeat a few kinds).
         targets: dict[tuple, float] = {}
         availability: dict[tuple, float] = {}
         for seat in self.seats:
             charger = seat.charger
+            mode, mask = charger.mode, seat.mask
             allocated = _round_down(seat.amount, charger.min_a) if seat.amount else 0.0
             if allocated:
-                for i, bit in phase_bits:
-                    if seat.mask & bit:
+                for i in range(phases):
+                    if mask >> i & 1:
                         drawn[i] += allocated
-            kind = (charger.mode, seat.mask, charger.min_a, charger.max_a)
+            kind = (mode, mask, charger.min_a, charger.max_a)
             target = targets.get(kind)
             if target is None:
-                if charger.mode is Mode.STANDARD and not self.battery.standard_waits:
+                if mode is Mode.STANDARD and standard_full:
                     target = _floor(charger.max_a)
                 else:
                     target = _floor(min(charger.max_a, self.ceiling(seat, self.fresh, 0.0)))
                 targets[kind] = target
             if seat.active:
                 available = allocated
+                reason = self.reason(seat, allocated, target)
             else:
                 idle_kind = (kind, seat.circuits)
                 available = availability.get(idle_kind)
@@ -302,24 +335,19 @@ class _Allocator:
                     want = self.limit(seat, self.pools, 0.0)
                     available = _floor(want) if want >= charger.min_a - EPS else 0.0
                     availability[idle_kind] = available
+                reason = Reason.NOT_ACTIVE
             chargers.append(
                 ChargerAllocation(
-                    id=seat.charger.id,
-                    allocated_a=allocated,
-                    target_a=target,
-                    phases=seat.lines,
-                    mode=seat.charger.mode,
-                    available_a=available,
-                    reason=self.reason(seat, allocated, target),
+                    charger.id, allocated, target, seat.lines, mode, available, reason
                 )
             )
         site = self.site
+        household = self.household
+        breaker = site.main_breaker_a
         summary = SiteSummary(
-            household_a=self.household,
-            export_w=sum(max(0.0, -h) for h in self.household) * self.volts,
-            headroom_a=tuple(
-                site.main_breaker_a - h - d for h, d in zip(self.household, drawn, strict=True)
-            ),
+            household_a=household,
+            export_w=sum([-h for h in household if h < 0.0], 0.0) * self.volts,
+            headroom_a=tuple([breaker - h - d for h, d in zip(household, drawn, strict=True)]),
             battery_soc=self.soc,
         )
         return Allocation(site=summary, chargers=tuple(chargers))
@@ -329,9 +357,8 @@ class _Allocator:
         return any(circuits[name].tight(seat.mask, 0.05) for name in seat.circuits)
 
     def reason(self, seat: Seat, allocated: float, target: float) -> Reason:
+        """Why an active charger got `allocated`."""
         c = seat.charger
-        if not seat.active:
-            return Reason.NOT_ACTIVE
         if seat.released:
             return Reason.RELEASED
         if allocated <= 0.0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import add
 
 INF = math.inf
 SUBSETS = (1, 2, 3, 4, 5, 6, 7)
@@ -47,7 +48,10 @@ class Capacity:
         if len(values) == 1:
             a = values[0] if values[0] > 0.0 else 0.0
             return cls([0.0, a, INF, INF, INF, INF, INF, INF])
-        a, b, c = (v if v > 0.0 else 0.0 for v in values)
+        a, b, c = values
+        a = a if a > 0.0 else 0.0
+        b = b if b > 0.0 else 0.0
+        c = c if c > 0.0 else 0.0
         return cls([0.0, a, b, a + b, c, a + c, b + c, a + b + c])
 
     @classmethod
@@ -68,7 +72,7 @@ class Capacity:
         return Capacity(self.cap.copy())
 
     def __add__(self, other: Capacity) -> Capacity:
-        return Capacity([a + b for a, b in zip(self.cap, other.cap, strict=True)])
+        return Capacity(list(map(add, self.cap, other.cap)))  # both 8 long
 
     def available(self, mask: int) -> float:
         """The largest current that can flow on every phase of `mask` at once."""

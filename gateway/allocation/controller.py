@@ -22,12 +22,13 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from gateway.allocation import phases
 from gateway.allocation.allocator import DRAWING_A, allocate, wired_lines
 from gateway.allocation.battery import allowance_w, discharge_to_cars_w
-from gateway.allocation.guard import FOLLOW_S, guard
+from gateway.allocation.guard import FOLLOW_S, guard, measured_over
 from gateway.allocation.phases import PhaseSettings, PhaseState
 from gateway.allocation.timing import ControlSettings, Timing
 from gateway.model import (
@@ -105,6 +106,9 @@ _SESSION_DEFAULTS = tuple(
     for f in fields(ChargerState)
     if f.name not in ("starts", "stops", "phase")
 )
+# Those fields of a state at once (one C call), to tell a state with nothing to reset.
+_session_fields = attrgetter(*(name for name, _ in _SESSION_DEFAULTS))
+_SESSION_FRESH = _session_fields(_FRESH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +148,13 @@ class _Plan:
         return changes[name] if name in changes else getattr(self.state, name)
 
     def set(self, **changes: Any) -> None:
-        state = self.state
+        state, mine = self.state, self.changes
         for name, value in changes.items():
-            if value != getattr(state, name) or name in self.changes:
-                self.changes[name] = value
+            if name in mine or value != getattr(state, name):
+                mine[name] = value
 
     def new_state(self) -> ChargerState:
-        return replace(self.state, **self.changes) if self.changes else self.state
+        return _evolve(self.state, self.changes) if self.changes else self.state
 
 
 def _floor(value: float) -> float:
@@ -228,7 +232,7 @@ class Controller:
                 c = phases.in_force(c, plan.state.phase, snapshot.site.phases)
             elif plan.state.phase is not None:
                 plan.set(phase=None)  # switching refused since: all its phases
-            chargers.append(c if c.idle_s == idle_s else replace(c, idle_s=idle_s))
+            chargers.append(c if c.idle_s == idle_s else _evolve(c, {"idle_s": idle_s}))
             plans.append(plan)
         external = external_limit if external_limit and external_limit.active(now) else None
 
@@ -243,12 +247,15 @@ class Controller:
         )
         adjusted = Snapshot(site=site, measurements=snapshot.measurements, chargers=tuple(chargers))
         allocation = allocate(adjusted)
-        balance = _balance(adjusted)
-        for c, plan in zip(chargers, plans, strict=True):
-            self._plan(plan, c, allocation.by_id[c.id], balance, now, state.last_now)
-        for i, (c, plan) in enumerate(zip(chargers, plans, strict=True)):
-            if c.id in self.phase_switching:
-                self._switch_phases(plan, i, adjusted, allocation, now)
+        # Only the surplus rules of an active Solar or Excess car read the balance.
+        sun_cars = any(c.mode in _SUN_MODES and c.status in ACTIVE_STATUSES for c in chargers)
+        balance = _balance(adjusted) if sun_cars else None
+        for c, plan, a in zip(chargers, plans, allocation.chargers, strict=True):
+            self._plan(plan, c, a, balance, now, state.last_now)
+        if self.phase_switching:
+            for i, (c, plan) in enumerate(zip(chargers, plans, strict=True)):
+                if c.id in self.phase_switching:
+                    self._switch_phases(plan, i, adjusted, allocation, now)
         self._check_holds(adjusted, allocation, plans)
         over = _guard(adjusted, chargers, plans, now)
         if bool(over) != state.guarding:  # one line per episode, not per cycle
@@ -284,8 +291,9 @@ class Controller:
             commands.append(Command(charger.id, plan.limit, reason, detail, failsafe, sent))
         limited = external is not None
         _log_transitions(state, failsafe, limited, len(chargers), external, now)
-        new_state = replace(
-            state, chargers=states, last_now=now, failsafe=failsafe, external_limit=limited
+        new_state = _evolve(
+            state,
+            {"chargers": states, "last_now": now, "failsafe": failsafe, "external_limit": limited},
         )
         return new_state, Decision(tuple(commands), allocation, failsafe, limited)
 
@@ -322,10 +330,11 @@ class Controller:
         plan: _Plan,
         c: Charger,
         a: ChargerAllocation,
-        balance: _Balance,
+        balance: _Balance | None,
         now: float,
         last_now: float | None,
     ) -> None:
+        """`balance`: None when no Solar or Excess car is active (nothing reads it)."""
         if c.status not in ACTIVE_STATUSES:
             _reset(plan)
             return
@@ -333,7 +342,7 @@ class Controller:
         if a.reason is Reason.RELEASED:
             return  # the car is not drawing: no start, stop or pause to manage
         t = self.timing(c.id)
-        if c.mode in (Mode.SOLAR, Mode.EXCESS):
+        if balance is not None and c.mode in _SUN_MODES:
             self._surplus_rules(plan, c, t, balance, now)
         elif c.mode is Mode.ECO:
             self._eco_rules(plan, c, t, now)
@@ -494,8 +503,8 @@ class Controller:
         """Cut holds above the allocation to what is left once everyone else is served."""
         held = {
             c.id
-            for c, p in zip(snapshot.chargers, plans, strict=True)
-            if p.limit > allocation.by_id[c.id].allocated_a + EPS
+            for c, p, a in zip(snapshot.chargers, plans, allocation.chargers, strict=True)
+            if p.limit > a.allocated_a + EPS
         }
         if not held or _fits_the_breaker(snapshot, allocation, plans):
             return
@@ -540,6 +549,9 @@ def _guard(snapshot: Snapshot, chargers: list[Charger], plans: list[_Plan], now:
     ("" when nothing is)."""
     m = snapshot.measurements
     volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else snapshot.site.voltage_v
+    over_a, over_w = measured_over(snapshot.site, m.grid_current_a, volts)
+    if not any(over_a) and over_w <= 0.0:
+        return ""  # the usual cycle: nothing to guard, no lists to build
     result = guard(
         snapshot.site,
         m.grid_current_a,
@@ -694,11 +706,31 @@ def _balance(snapshot: Snapshot) -> _Balance:
     )
 
 
+_FIELD_NAMES = {
+    cls: tuple(f.name for f in fields(cls)) for cls in (Charger, ChargerState, ControllerState)
+}
+
+
+def _evolve(value: Any, changes: Mapping[str, Any]) -> Any:
+    """`dataclasses.replace` for the chargers and the controller's state, at half its
+    cost (it runs several times a cycle): every field of these is an init field, so the
+    class is called with each in order."""
+    return type(value)(
+        *[
+            changes[name] if name in changes else getattr(value, name)
+            for name in _FIELD_NAMES[type(value)]
+        ]
+    )
+
+
 def _reset(plan: _Plan) -> None:
     """No car: command 0, forget the session's timers, keep the counters."""
     plan.limit, plan.reason, plan.detail = 0.0, Reason.NOT_ACTIVE, Reason.NOT_ACTIVE.text
     s = plan.state
-    plan.changes = {name: fresh for name, fresh in _SESSION_DEFAULTS if getattr(s, name) != fresh}
+    if _session_fields(s) == _SESSION_FRESH:  # idle for a while: the usual case
+        plan.changes = {}
+    else:
+        plan.changes = {n: fresh for n, fresh in _SESSION_DEFAULTS if getattr(s, n) != fresh}
 
 
 _UNCOUNTED = (Reason.RELEASED, Reason.NOT_ACTIVE, Reason.PHASE_SWITCH)

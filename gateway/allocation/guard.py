@@ -50,6 +50,18 @@ def _line_phases(charger: Charger, site_phases: int) -> list[int]:
     return [_INDEX[charger.phase_map[k]] for k in range(wired_lines(charger, site_phases))]
 
 
+def measured_over(
+    site: Site, grid_current_a: Sequence[float], volts: float
+) -> tuple[tuple[float, ...], float]:
+    """The measured excess per site phase over the breaker, and the import over the cap
+    (zeros: nothing to guard, the usual cycle)."""
+    n = site.phases
+    over = tuple(max(0.0, a - site.main_breaker_a) for a in grid_current_a[:n])
+    cap = site.max_import_w
+    import_over = max(0.0, sum(grid_current_a[:n]) * volts - cap) if cap is not None else 0.0
+    return over, import_over
+
+
 def guard(
     site: Site,
     grid_current_a: Sequence[float],
@@ -69,10 +81,7 @@ def guard(
     n = site.phases
     limits = list(planned)
     cut = [False] * len(chargers)
-    over = tuple(max(0.0, a - site.main_breaker_a) for a in grid_current_a[:n])
-    import_w = sum(grid_current_a[:n]) * volts
-    cap = site.max_import_w
-    import_over = max(0.0, import_w - cap) if cap is not None else 0.0
+    over, import_over = measured_over(site, grid_current_a, volts)
     if not any(over) and import_over <= 0.0:
         return GuardResult(tuple(limits), tuple(cut), over, import_over)
 

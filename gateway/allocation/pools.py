@@ -14,16 +14,18 @@ excess as far as they reach, so no watt is given twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from gateway.allocation.battery import allowance_w, covers_load
 from gateway.allocation.capacity import INF, Capacity
 from gateway.model import Metering, Mode, Site
 
 
-@dataclass(frozen=True, slots=True)
-class BatteryView:
-    """What the battery does and may do this cycle (thresholds carry any hysteresis)."""
+class BatteryView(NamedTuple):
+    """What the battery does and may do this cycle (thresholds carry any hysteresis).
+
+    A NamedTuple, like the allocation's per-charger results: one is built every cycle.
+    """
 
     supplies: bool  # some mode may use its discharge (the physical pool counts its room)
     at_target: bool  # SOC >= target: its charge may be redirected; Solar may run
@@ -59,7 +61,7 @@ def battery_view(
     if soc is None:
         # SOC unknown: never count on it, never block Solar on it; what it measurably
         # discharges is still not the sun's.
-        return replace(_NO_BATTERY, discharge_a=discharge)
+        return _NO_BATTERY._replace(discharge_a=discharge)
     charge = max(0.0, -power) / volts
     room = max(0.0, battery.max_discharge_w - max(0.0, power)) / volts
     inverter = site.inverter
@@ -138,8 +140,9 @@ def build_pools(
 ) -> Pools:
     """`output_w`: the inverter's present AC output (PV + battery discharge)."""
     n = site.phases
-    importing = [max(0.0, h) for h in household]
-    export = [max(0.0, -h) for h in household]
+    # (Conditional expressions, not max(): this runs every cycle.)
+    importing = [h if h > 0.0 else 0.0 for h in household]
+    export = [-h if h < 0.0 else 0.0 for h in household]
 
     inverter = site.inverter
     asymmetric = inverter is not None and inverter.asymmetric
@@ -153,7 +156,7 @@ def build_pools(
     def inverter_share(export_a: list[float], extra_a: float) -> Capacity:
         """Shape the inverter's contribution: split evenly, or one pool for any phase."""
         if asymmetric:
-            limits = [max(0.0, phase_max - imp) for imp in importing]
+            limits = [phase_max - imp if phase_max - imp > 0.0 else 0.0 for imp in importing]
             return Capacity.pool(limits, sum(export_a) + extra_a)
         per_phase_extra = min(extra_a / n, phase_max)
         return Capacity.per_phase([e + per_phase_extra for e in export_a])
@@ -186,7 +189,7 @@ def build_pools(
         excess = Capacity.pool(anywhere, excess_a)
     else:
         per_phase = battery.discharge_a / n
-        sun = [max(0.0, -h - per_phase) for h in household]
+        sun = [-h - per_phase if -h - per_phase > 0.0 else 0.0 for h in household]
         surplus = inverter_share(sun, battery.charge_a + assist_a)
         excess_a = max(0.0, sum(sun) * volts - site.excess_threshold_w) / volts
         excess = inverter_share([0.0] * n, excess_a)
