@@ -247,8 +247,12 @@ class Controller:
         )
         adjusted = Snapshot(site=site, measurements=snapshot.measurements, chargers=tuple(chargers))
         allocation = allocate(adjusted)
-        # Only the surplus rules of an active Solar or Excess car read the balance.
-        sun_cars = any(c.mode in _SUN_MODES and c.status in ACTIVE_STATUSES for c in chargers)
+        # Only the surplus rules of an active Solar or Excess car and the dead band of a
+        # car on the sun (those, or Eco above its minimum) read the balance.
+        sun_cars = any(
+            (c.mode in _SUN_MODES or c.mode is Mode.ECO) and c.status in ACTIVE_STATUSES
+            for c in chargers
+        )
         balance = _balance(adjusted) if sun_cars else None
         for c, plan, a in zip(chargers, plans, allocation.chargers, strict=True):
             self._plan(plan, c, a, balance, now, state.last_now)
@@ -334,7 +338,7 @@ class Controller:
         now: float,
         last_now: float | None,
     ) -> None:
-        """`balance`: None when no Solar or Excess car is active (nothing reads it)."""
+        """`balance`: None when no Solar, Excess or Eco car is active (nothing reads it)."""
         if c.status not in ACTIVE_STATUSES:
             _reset(plan)
             return
@@ -347,7 +351,8 @@ class Controller:
         elif c.mode is Mode.ECO:
             self._eco_rules(plan, c, t, now)
         self._pause(plan, c, t, now)
-        self._ramp(plan, c, t, now, last_now, balance.feeds_sun(c, plan.state.limit_a))
+        on_battery = balance is not None and balance.feeds_sun(c, plan.state.limit_a)
+        self._ramp(plan, c, t, now, last_now, on_battery)
 
     def _surplus_rules(
         self, plan: _Plan, c: Charger, t: Timing, balance: _Balance, now: float
