@@ -155,7 +155,6 @@ class Hub:
         self._undeclared: set[str] = set()
         self._control: dict[str, ControlState] = {}
         self._inflight: dict[str, Change] = {}  # limit changes no reading shows yet
-        self._commanded: dict[str, float] = {}
         # A charger sub-meter is read with the grid: its draw needs no in-flight guess.
         self._metered = {m.charger for m in config.meters if m.role == "charger" and m.charger}
 
@@ -222,7 +221,6 @@ class Hub:
             self.chargers.set_limit(command.id, command.limit_a, command.phases)
             if command.phases is not None and self.chargers.phase_switch_refused(command.id):
                 self.controller.refuse_phase_switching(command.id)
-        commanded = {c.id: c.limit_a for c in decision.commands}
         if decision.failsafe:
             self._inflight = {}  # no fresh grid reading to follow a change by
         else:
@@ -231,8 +229,8 @@ class Hub:
                 for c in decision.commands
                 if c.id not in self._metered
             }
-            self._inflight = record(self._inflight, chargers, self._commanded, after, grid, now)
-        self._commanded = commanded
+            # _last_limits: the previous commands until _log_changes below.
+            self._inflight = record(self._inflight, chargers, self._last_limits, after, grid, now)
         if self.holds:
             self._hold_battery(snapshot, inputs, decision, now)
         self.cycles += 1

@@ -9,7 +9,7 @@ a car started at 6 A then sees 3 A free and is stopped (into its minimum pause) 
 own draw; a charger held by the breaker hunts up and down by the ramp step.
 
 So, while a charger's last reading is older than its last change by less than a car's
-follow time (`FOLLOW_S`), the grid's move on its lines since the change is taken as its
+follow time (the guard's `FOLLOW_S`), the grid's move on its lines since the change is taken as its
 car following: a rise for a raise, a fall for a reduction, at most the change and never
 past the new limit. Chargers whose changes share a phase share its move in proportion
 to their changes. A move the other way is not theirs (it is the household's), and a
@@ -29,11 +29,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from gateway.allocation.allocator import wired_lines
+from gateway.allocation.guard import FOLLOW_S  # a reading sooner after may not show it
 from gateway.model import PHASE_NAMES, Charger
 
-# A car follows a new offer within 5 s (IEC 61851), plus a cycle: a reading taken
-# sooner after the change may not show it yet.
-FOLLOW_S = 6.0
 # A car drawing within this of its limit is held by it (it would follow a raise).
 AT_LIMIT_A = 1.0
 
@@ -71,12 +69,10 @@ def record(
     nothing to attribute). A charger whose command is unchanged keeps its change."""
     out: dict[str, Change] = {}
     for c in chargers:
-        if c.id not in after:
-            continue
-        limit, switching = after[c.id]
-        old = before.get(c.id, 0.0)
+        limit, switching = after.get(c.id, (0.0, True))  # not commanded: nothing to follow
         if switching:
             continue
+        old = before.get(c.id, 0.0)
         if limit != old:
             out[c.id] = Change(now, old, limit, tuple(c.draw_a), grid_a)
         elif c.id in changes:
@@ -104,27 +100,31 @@ def attribute(
     """`chargers` with the draw of their changes in flight (see the module docstring).
 
     Only Charging chargers count (the others' draw is 0 by the inputs' rules)."""
-    takers: dict[int, list[tuple[int, int, Change]]] = {}  # phase -> (charger, line, change)
+    if not changes:
+        return tuple(chargers)
+    # phase -> (charger, line, its change, its room: > 0 up, < 0 down)
+    takers: dict[int, list[tuple[int, int, Change, float]]] = {}
     for i, c in enumerate(chargers):
         change = changes.get(c.id)
         if change is None or c.status != "Charging":
             continue
         for k in range(min(wired_lines(c, site_phases), len(change.draw_a))):
             p = PHASE_NAMES.index(c.phase_map[k])
-            if change.room(k) != 0 and p < min(len(grid_a), len(change.grid_a)):
-                takers.setdefault(p, []).append((i, k, change))
+            room = change.room(k)
+            if room != 0 and p < min(len(grid_a), len(change.grid_a)):
+                takers.setdefault(p, []).append((i, k, change, room))
     draws = [list(c.draw_a) for c in chargers]
     for p, entries in takers.items():
         # The move since the oldest change on the phase: rises go to the raises, falls to
         # the reductions, in proportion to their room, each at most its own.
         move = grid_a[p] - min(entries, key=lambda e: e[2].at)[2].grid_a[p]
-        mine = [(i, k, ch) for i, k, ch in entries if (ch.room(k) > 0) == (move > 0)]
-        total = sum(abs(ch.room(k)) for _, k, ch in mine)
+        mine = [e for e in entries if (e[3] > 0) == (move > 0)]
+        total = sum(abs(room) for *_, room in mine)
         if move == 0 or total == 0:
             continue
-        for i, k, ch in mine:
-            share = min(abs(move), total) * ch.room(k) / total  # signed like the room
-            moved = ch.draw_a[k] + share
+        for i, k, change, room in mine:
+            share = min(abs(move), total) * room / total  # signed like the room
+            moved = change.draw_a[k] + share
             reported = draws[i][k]
             draws[i][k] = max(reported, moved) if share > 0 else min(reported, moved)
     return tuple(

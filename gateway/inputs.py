@@ -270,7 +270,9 @@ def charger_inputs(
     for c in chargers:
         view = live.get(c.id)
         status = view.status if view is not None and view.online and view.status else None
-        draw = _line_draw(c, view, now, report_max_age_s or stale_after_s)
+        draw = _line_draw(
+            c, view, now, stale_after_s if report_max_age_s is None else report_max_age_s
+        )
         meter = metered.get(c.id)
         uncontrolled = view is not None and view.uncontrolled
         if meter is not None and status == "Charging" and not uncontrolled:
