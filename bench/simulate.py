@@ -56,7 +56,7 @@ def fleet(n: int, hours: float) -> Scenario:
         )
         for i in range(n)
     )
-    site = replace(base.site, main_breaker_a=35 + 6 * n)
+    site = base.site._replace(main_breaker_a=35 + 6 * n)
     return replace(
         base,
         site=site,

@@ -10,7 +10,7 @@ import os
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -145,7 +145,7 @@ def read_config(top: Table, path: str) -> Config:
     ids = tuple(str(t.data.get("id")) for t in tables)
     meters = part(lambda: read_meters(top, path, ids))
     if site is not None and site.battery is not None and any(m.control for m in meters or ()):
-        site = replace(site, battery=replace(site.battery, held=True))
+        site = site._replace(battery=site.battery._replace(held=True))
     if control is not None and control.stale_after_s < 2 * control.cycle_s:
         errors.append(
             SchemaError("control.stale_after_s", "must be at least twice control.cycle_s")

@@ -26,7 +26,7 @@ Pure: the hub keeps the changes (`record`) and applies them each cycle (`attribu
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from gateway.allocation.allocator import wired_lines
 from gateway.allocation.guard import FOLLOW_S  # a reading sooner after may not show it
@@ -128,6 +128,6 @@ def attribute(
             reported = draws[i][k]
             draws[i][k] = max(reported, moved) if share > 0 else min(reported, moved)
     return tuple(
-        replace(c, draw_a=tuple(d)) if tuple(d) != tuple(c.draw_a) else c
+        c._replace(draw_a=tuple(d)) if tuple(d) != tuple(c.draw_a) else c
         for c, d in zip(chargers, draws, strict=True)
     )

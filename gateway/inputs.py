@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
@@ -243,7 +243,7 @@ def undeclared_lines(c: Charger, draw: tuple[float, float, float], site_phases: 
     if wired >= site_phases or all(a <= DRAWING_A for a in draw[wired:site_phases]):
         return c
     first = _ROTATION.index(c.phase_map[0])
-    return replace(c, phases=site_phases, phase_map=_ROTATION[first : first + site_phases])
+    return c._replace(phases=site_phases, phase_map=_ROTATION[first : first + site_phases])
 
 
 def charger_inputs(
@@ -284,15 +284,15 @@ def charger_inputs(
         if uncontrolled:
             status = None  # not commanded; its measured draw stays in the household
         charger = undeclared_lines(c, draw, site_phases)
-        charger = replace(charger, status=status or "Unavailable", draw_a=draw)
+        charger = charger._replace(status=status or "Unavailable", draw_a=draw)
         if overrides is not None:
             o = overrides.charger(c.id)
             if o.mode is not None:
-                charger = replace(charger, mode=o.mode)
+                charger = charger._replace(mode=o.mode)
             if o.max_a is not None:
-                charger = replace(charger, max_a=max(charger.min_a, min(charger.max_a, o.max_a)))
+                charger = charger._replace(max_a=max(charger.min_a, min(charger.max_a, o.max_a)))
             if o.enabled is False:
-                charger = replace(charger, status="Unavailable")
+                charger = charger._replace(status="Unavailable")
         out.append(charger)
     return tuple(out)
 
@@ -373,8 +373,8 @@ def planning_measurements(
             extra[PHASE_NAMES.index(c.phase_map[k])] += max(0.0, amps - last[k])
     if not any(extra):
         return m
-    return replace(
-        m, grid_current_a=tuple(a + e for a, e in zip(m.grid_current_a, extra, strict=True))
+    return m._replace(
+        grid_current_a=tuple(a + e for a, e in zip(m.grid_current_a, extra, strict=True))
     )
 
 

@@ -5,8 +5,6 @@ Bounds are computed here from the inputs directly, not from the allocator's pool
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -254,7 +252,7 @@ def test_surplus_modes_never_get_more_than_the_surplus(snap):
 def test_result_does_not_depend_on_listing_order(snap, rnd):
     chargers = list(snap.chargers)
     rnd.shuffle(chargers)
-    shuffled = replace(snap, chargers=tuple(chargers))
+    shuffled = snap._replace(chargers=tuple(chargers))
     first, second = allocate(snap), allocate(shuffled)
     for c in snap.chargers:
         assert first.by_id[c.id] == second.by_id[c.id]
@@ -264,12 +262,12 @@ def test_result_does_not_depend_on_listing_order(snap, rnd):
 def standard_sites(draw):
     """Standard chargers only, grid only: every limit is a breaker, cap or circuit."""
     snap = draw(snapshots(with_battery=False))
-    chargers = tuple(replace(c, mode=Mode.STANDARD) for c in snap.chargers)
+    chargers = tuple(c._replace(mode=Mode.STANDARD) for c in snap.chargers)
     distribution = draw(
         st.sampled_from([Distribution.SHARED, Distribution.PRIORITY, Distribution.STRICT])
     )
-    site = replace(snap.site, inverter=None, allow_grid_charging=True, distribution=distribution)
-    return replace(snap, site=site, chargers=chargers)
+    site = snap.site._replace(inverter=None, allow_grid_charging=True, distribution=distribution)
+    return snap._replace(site=site, chargers=chargers)
 
 
 @given(standard_sites())

@@ -43,7 +43,7 @@ class Run:
         external: ExternalLimit | None = None,
         **charger_changes,
     ) -> Decision:
-        chargers = tuple(replace(c, **charger_changes) for c in self.chargers)
+        chargers = tuple(c._replace(**charger_changes) for c in self.chargers)
         m = Measurements(grid_current_a=grid, battery_soc=soc, battery_power_w=0.0 if soc else None)
         snapshot = Snapshot(site=self.site, measurements=m, chargers=chargers)
         self.state, decision = self.controller.step(self.state, snapshot, now, age, external)
@@ -280,7 +280,7 @@ def test_external_limit_caps_the_grid_until_it_expires(caplog):
 
 
 def test_suspended_ev_idle_time_releases_the_charger():
-    s = replace(site(breaker=25), release_after_s=60)
+    s = site(breaker=25)._replace(release_after_s=60)
     run = Run(s, charger("c1", status="SuspendedEV"), charger("c2", priority=2))
     d = run.step(0, (13, 13, 13))  # 12 A free
     assert [c.limit_a for c in d.commands] == [6.0, 6.0]

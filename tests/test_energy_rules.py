@@ -34,7 +34,7 @@ def test_battery_discharge_into_a_solar_car_is_not_surplus():
 
 
 def test_the_owners_assist_lets_a_solar_car_use_the_battery_up_to_its_power():
-    assisted = replace(BATTERY, assist_soc=85, assist_w=230 * 3 * 4)  # 4 A per phase
+    assisted = BATTERY._replace(assist_soc=85, assist_w=230 * 3 * 4)  # 4 A per phase
     s = site(battery=assisted)
     solar = charger("s", "solar", draw_a=(9, 9, 9))
     # Sun 2 A + assist 4 A = 6 A: the car keeps its minimum through the dip.
@@ -72,16 +72,16 @@ def test_eco_minimum_waits_below_soc_min_while_the_battery_would_feed_it():
 def test_a_battery_the_gateway_holds_does_not_make_eco_or_standard_wait():
     # With a battery hold (a battery meter with control = true) the hold caps the
     # discharge once the car charges, so the car charges from the grid instead of waiting.
-    held = site(battery=replace(BATTERY, supply_modes=frozenset(), held=True))
+    held = site(battery=BATTERY._replace(supply_modes=frozenset(), held=True))
     # Eco gets its minimum, Standard its maximum, from the grid once the hold caps it.
     for mode, expected in (("eco", [6]), ("standard", [16])):
         assert amps(run(held, (0, 0, 0), charger("e", mode), soc=15, battery_w=1000)) == expected
-    unheld = site(battery=replace(BATTERY, supply_modes=frozenset()))
+    unheld = site(battery=BATTERY._replace(supply_modes=frozenset()))
     assert amps(run(unheld, (0, 0, 0), charger("e", "eco"), soc=15, battery_w=1000)) == [0]
 
 
 def test_eco_left_out_of_supply_modes_waits_with_its_own_reason():
-    s = site(battery=replace(BATTERY, supply_modes=frozenset({Mode.STANDARD})))
+    s = site(battery=BATTERY._replace(supply_modes=frozenset({Mode.STANDARD})))
     result = run(s, (0, 0, 0), charger("e", "eco"), soc=90, battery_w=1000)
     assert amps(result) == [0]
     assert result.by_id["e"].reason is Reason.BATTERY_WOULD_DISCHARGE
@@ -178,7 +178,7 @@ def test_a_solar_stop_delay_holds_from_the_grid_but_not_from_the_battery():
     state, d = _step(controller, state, no_battery, (-9, -9, -9), -1, None, None, solar)
     state, d = _step(controller, state, no_battery, (-9, -9, -9), 0, None, None, solar)
     assert d.commands[0].limit_a == 9.0
-    drawing = replace(solar, draw_a=(9, 9, 9))
+    drawing = solar._replace(draw_a=(9, 9, 9))
     # A cloud: the grid imports 5 A for the car; the stop delay holds the minimum.
     state, d = _step(controller, state, no_battery, (5, 5, 5), 1, None, None, drawing)
     assert (d.commands[0].limit_a, d.commands[0].reason) == (6.0, Reason.STOP_DELAY)
@@ -207,7 +207,7 @@ def test_a_standard_car_on_the_battery_does_not_stop_a_solar_car_s_stop_delay():
     # The sun falls to 5 A per phase: the cars' 19 A draw 9660 W more than it gives; the
     # battery gives 3 kW of it (the Standard car's: the policy allows that) and the grid
     # the rest (9.65 A per phase). The stop delay holds the Solar car's minimum.
-    drawing = replace(solar, draw_a=(9, 9, 9))
+    drawing = solar._replace(draw_a=(9, 9, 9))
     grid = (9.65, 9.65, 9.65)
     state, d = _step(controller, state, s, grid, 1, 3000.0, 90, drawing, standard)
     assert (d.commands[0].limit_a, d.commands[0].reason) == (6.0, Reason.STOP_DELAY)
@@ -225,7 +225,7 @@ def test_a_reduction_within_the_dead_band_is_not_held_on_the_battery(mode):
     for now in (-1, 0):
         state, d = _step(controller, state, s, (-7, -7, -7), now, 0.0, 90, car)
     assert d.commands[0].limit_a == 7.0
-    drawing = replace(car, draw_a=(7, 7, 7))
+    drawing = car._replace(draw_a=(7, 7, 7))
     # The sun falls by 140 W, 0.2 A per phase: the grid gives it, the dead band holds.
     _, d = _step(controller, state, s, (0.2, 0.2, 0.2), 1, 0.0, 90, drawing)
     assert d.commands[0].limit_a == 7.0
@@ -234,7 +234,7 @@ def test_a_reduction_within_the_dead_band_is_not_held_on_the_battery(mode):
     state, d = _step(controller, state, s, (0, 0, 0), 1, 140.0, 90, drawing)
     assert d.commands[0].limit_a == 6.4
     # The battery now takes the 0.3 A per phase the car leaves: no rise straight back.
-    drawing = replace(car, draw_a=(6.4, 6.4, 6.4))
+    drawing = car._replace(draw_a=(6.4, 6.4, 6.4))
     _, d = _step(controller, state, s, (0, 0, 0), 2, -207.0, 90, drawing)
     assert d.commands[0].limit_a == 6.4
 

@@ -90,7 +90,7 @@ def test_no_car_is_fed_by_the_battery_below_soc_min(path: Path):
 def test_excess_afternoon_stops_the_van_once_the_site_would_import():
     path = ROOT / "gateway" / "sim" / "scenarios" / "excess-afternoon.toml"
     scenario = load_scenario(path)
-    for s in (scenario, replace(scenario, site=replace(scenario.site, battery=None), battery=None)):
+    for s in (scenario, replace(scenario, site=scenario.site._replace(battery=None), battery=None)):
         tally = simulate(replace(s, cycle_s=5.0)).tally
         (van,) = tally.chargers
         assert van.energy_wh > 10_000  # it did run on the afternoon's excess
@@ -105,7 +105,7 @@ def test_net_metering_lets_the_one_phase_car_use_the_whole_surplus():
     path = ROOT / "gateway" / "sim" / "scenarios" / "net-metering.toml"
     net = day(path).tally.chargers[0]
     scenario = load_scenario(path)
-    per_phase = replace(scenario, site=replace(scenario.site, metering=Metering.PER_PHASE))
+    per_phase = replace(scenario, site=scenario.site._replace(metering=Metering.PER_PHASE))
     split = simulate(replace(per_phase, cycle_s=5.0)).tally.chargers[0]
     assert net.energy_wh > 15_000
     assert split.energy_wh < net.energy_wh / 3

@@ -54,17 +54,13 @@ def _run(mode, steps, dwell_s, lag_s, cycle_s, ignores=False):
             lines = car.line_currents()
             grid = tuple((HOUSE_W - pv_w) / 3 / VOLTS + a for a in lines)
             status = "Charging" if car.draw_a > 0 else "SuspendedEVSE"
-            seen = Charger(**{**_fields(charger), "status": status, "draw_a": lines})
+            seen = charger._replace(status=status, draw_a=lines)
             snapshot = Snapshot(SITE, Measurements(grid_current_a=grid, pv_power_w=pv_w), (seen,))
             state, decision = controller.step(state, snapshot, now, grid_age_s=0.0)
             command = decision.commands[0]
             car.offer(command.limit_a, now, command.phases)
             yield now, command, car, state
             now += cycle_s
-
-
-def _fields(charger: Charger) -> dict:
-    return {name: getattr(charger, name) for name in charger.__slots__}
 
 
 sun = st.lists(

@@ -20,10 +20,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.allocation import phases
 from gateway.allocation.allocator import DRAWING_A, allocate, wired_lines
@@ -55,8 +54,7 @@ _HOLD_NOISE_W = 100.0
 _SUN_MODES = (Mode.SOLAR, Mode.EXCESS)
 
 
-@dataclass(frozen=True, slots=True)
-class ExternalLimit:
+class ExternalLimit(NamedTuple):
     """A site limit written from outside (Modbus); it caps the grid source until expiry."""
 
     expires_at: float
@@ -67,8 +65,7 @@ class ExternalLimit:
         return now < self.expires_at
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
+class Command(NamedTuple):
     id: str
     limit_a: float
     reason: Reason
@@ -77,8 +74,7 @@ class Command:
     phases: int | None = None  # the phase set to send (None: the charger does not switch)
 
 
-@dataclass(frozen=True, slots=True)
-class ChargerState:
+class ChargerState(NamedTuple):
     limit_a: float = 0.0  # the last command
     ramp_since: float | None = None  # an increase pending since then may rise at the ramp rate
     surplus_since: float | None = None  # surplus has carried the minimum since (start delay)
@@ -102,17 +98,16 @@ class ChargerState:
 _FRESH = ChargerState()
 # What a car leaving resets (the counters stay).
 _SESSION_DEFAULTS = tuple(
-    (f.name, getattr(_FRESH, f.name))
-    for f in fields(ChargerState)
-    if f.name not in ("starts", "stops", "phase")
+    (name, getattr(_FRESH, name))
+    for name in ChargerState._fields
+    if name not in ("starts", "stops", "phase")
 )
 # Those fields of a state at once (one C call), to tell a state with nothing to reset.
 _session_fields = attrgetter(*(name for name, _ in _SESSION_DEFAULTS))
 _SESSION_FRESH = _session_fields(_FRESH)
 
 
-@dataclass(frozen=True, slots=True)
-class ControllerState:
+class ControllerState(NamedTuple):
     chargers: Mapping[str, ChargerState]
     soc_above_min: bool = False
     soc_above_target: bool = False
@@ -122,8 +117,7 @@ class ControllerState:
     guarding: bool = False  # the guard found the measured grid over the limit last cycle
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     commands: tuple[Command, ...]
     # The allocation the commands were derived from (None while in failsafe).
     allocation: Allocation | None
@@ -154,7 +148,7 @@ class _Plan:
                 mine[name] = value
 
     def new_state(self) -> ChargerState:
-        return _evolve(self.state, self.changes) if self.changes else self.state
+        return self.state._replace(**self.changes) if self.changes else self.state
 
 
 def _floor(value: float) -> float:
@@ -232,7 +226,7 @@ class Controller:
                 c = phases.in_force(c, plan.state.phase, snapshot.site.phases)
             elif plan.state.phase is not None:
                 plan.set(phase=None)  # switching refused since: all its phases
-            chargers.append(c if c.idle_s == idle_s else _evolve(c, {"idle_s": idle_s}))
+            chargers.append(c if c.idle_s == idle_s else c._replace(idle_s=idle_s))
             plans.append(plan)
         external = external_limit if external_limit and external_limit.active(now) else None
 
@@ -267,9 +261,9 @@ class Controller:
                 log.warning("guard: %s; chargers on it cut", over)
             else:
                 log.info("guard: measured grid current back under the limit")
-            state = replace(state, guarding=bool(over))
+            state = state._replace(guarding=bool(over))
         if (above_min, above_target) != (state.soc_above_min, state.soc_above_target):
-            state = replace(state, soc_above_min=above_min, soc_above_target=above_target)
+            state = state._replace(soc_above_min=above_min, soc_above_target=above_target)
         return self._finish(state, chargers, plans, now, allocation, external, failsafe=False)
 
     def _finish(
@@ -295,9 +289,8 @@ class Controller:
             commands.append(Command(charger.id, plan.limit, reason, detail, failsafe, sent))
         limited = external is not None
         _log_transitions(state, failsafe, limited, len(chargers), external, now)
-        new_state = _evolve(
-            state,
-            {"chargers": states, "last_now": now, "failsafe": failsafe, "external_limit": limited},
+        new_state = state._replace(
+            chargers=states, last_now=now, failsafe=failsafe, external_limit=limited
         )
         return new_state, Decision(tuple(commands), allocation, failsafe, limited)
 
@@ -517,13 +510,13 @@ class Controller:
         for c, p in zip(snapshot.chargers, plans, strict=True):
             if c.id in held:
                 pinned.append(
-                    replace(c, mode=Mode.STANDARD, max_a=p.limit, priority=c.priority + _LAST)
+                    c._replace(mode=Mode.STANDARD, max_a=p.limit, priority=c.priority + _LAST)
                 )
             elif p.limit > 0.0:
-                pinned.append(replace(c, mode=Mode.STANDARD, min_a=p.limit, max_a=p.limit))
+                pinned.append(c._replace(mode=Mode.STANDARD, min_a=p.limit, max_a=p.limit))
             else:
-                pinned.append(replace(c, status="Available"))
-        check = allocate(replace(snapshot, chargers=tuple(pinned)))
+                pinned.append(c._replace(status="Available"))
+        check = allocate(snapshot._replace(chargers=tuple(pinned)))
         for c, p in zip(snapshot.chargers, plans, strict=True):
             granted = check.by_id[c.id].allocated_a
             if c.id in held and granted < p.limit - EPS:
@@ -613,7 +606,7 @@ def limited_site(site: Site, external: ExternalLimit | None) -> Site:
     cap = site.max_import_w
     if external.power_w is not None:
         cap = external.power_w if cap is None else min(cap, external.power_w)
-    return replace(site, main_breaker_a=breaker, max_import_w=cap)
+    return site._replace(main_breaker_a=breaker, max_import_w=cap)
 
 
 @lru_cache(maxsize=64)
@@ -626,12 +619,11 @@ def _adjusted_site(
     site = limited_site(site, external)
     battery = site.battery
     if battery is not None and (not above_min or above_target):
-        battery = replace(
-            battery,
+        battery = battery._replace(
             soc_min=battery.soc_min if above_min else min(100.0, battery.soc_min + h),
             soc_target=max(0.0, battery.soc_target - h) if above_target else battery.soc_target,
         )
-        site = replace(site, battery=battery)
+        site = site._replace(battery=battery)
     return site
 
 
@@ -645,8 +637,7 @@ def _external_text(external: ExternalLimit, now: float) -> str:
     return f"external site limit {' / '.join(parts)}{left}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Balance:
+class _Balance(NamedTuple):
     """What the sun and the battery do this cycle, for the holds of Solar and Excess and
     the dead band of cars on the sun."""
 
@@ -708,23 +699,6 @@ def _balance(snapshot: Snapshot) -> _Balance:
         max(0.0, to_cars_w - allowed_w),
         to_cars_w,
         allowance_w(battery, Mode.SOLAR, soc),
-    )
-
-
-_FIELD_NAMES = {
-    cls: tuple(f.name for f in fields(cls)) for cls in (Charger, ChargerState, ControllerState)
-}
-
-
-def _evolve(value: Any, changes: Mapping[str, Any]) -> Any:
-    """`dataclasses.replace` for the chargers and the controller's state, at half its
-    cost (it runs several times a cycle): every field of these is an init field, so the
-    class is called with each in order."""
-    return type(value)(
-        *[
-            changes[name] if name in changes else getattr(value, name)
-            for name in _FIELD_NAMES[type(value)]
-        ]
     )
 
 

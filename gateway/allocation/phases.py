@@ -151,7 +151,7 @@ def in_force(c: Charger, phase: PhaseState | None, site_phases: int) -> Charger:
     """The charger on the phase set in force, widened to the lines it really draws on."""
     if phase is None or phase.phases == c.phases:
         return c
-    return undeclared_lines(replace(c, phases=phase.phases), c.draw_a, site_phases)
+    return undeclared_lines(c._replace(phases=phase.phases), c.draw_a, site_phases)
 
 
 def probe(snapshot: Snapshot, index: int, phases: int) -> float:
@@ -162,10 +162,9 @@ def probe(snapshot: Snapshot, index: int, phases: int) -> float:
     for k in range(wired_lines(c, snapshot.site.phases)):
         grid[PHASE_NAMES.index(c.phase_map[k])] -= c.draw_a[k]
     chargers = list(snapshot.chargers)
-    chargers[index] = replace(c, phases=phases, draw_a=(0.0, 0.0, 0.0))
-    probe = replace(
-        snapshot,
-        measurements=replace(snapshot.measurements, grid_current_a=tuple(grid)),
+    chargers[index] = c._replace(phases=phases, draw_a=(0.0, 0.0, 0.0))
+    probe = snapshot._replace(
+        measurements=snapshot.measurements._replace(grid_current_a=tuple(grid)),
         chargers=tuple(chargers),
     )
     return allocate(probe).by_id[c.id].allocated_a

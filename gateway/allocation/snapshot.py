@@ -6,7 +6,6 @@ same thing in a what-if snapshot and in the running gateway.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from gateway.model import (
@@ -154,8 +153,7 @@ def read_charger(t: Table, site: Site) -> Charger:
     charger = read_charger_settings(t, site)
     status = t.choice("status", STATUSES, "Available")
     draw = t.numbers("draw_a", (0.0, 0.0, 0.0), lengths=(1, 2, 3), lo=0)
-    return replace(
-        charger,
+    return charger._replace(
         status=status,
         draw_a=tuple(draw) + (0.0,) * (3 - len(draw)),
         idle_s=t.number("idle_s", 0.0, lo=0),

@@ -74,7 +74,7 @@ def read_scenario(top: Table, path: str, base_dir: Path) -> Scenario:
     pv = _series(top, "pv", base_dir, [1], "W")
     battery = _battery(top, site, "site.battery" if config_name is None else sim.at("config"))
     if battery is not None and battery.controlled and site.battery is not None:
-        site = replace(site, battery=replace(site.battery, held=True))
+        site = site._replace(battery=site.battery._replace(held=True))
     ids = [c.id for c in chargers]
     sessions = top.each("sessions", lambda t: _session(t, chargers, ids), ())
     return Scenario(

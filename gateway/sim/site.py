@@ -12,7 +12,7 @@ limits. PV and battery sit behind one symmetric inverter, split evenly over the 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from gateway.allocation.controller import Command
 from gateway.allocation.hold import hold_limit
@@ -135,7 +135,7 @@ class Bay:
         if self.offline:
             status, lines = "Unavailable", (0.0, 0.0, 0.0)
         if status != self._seen.status or lines != self._seen.draw_a:
-            self._seen = replace(self.charger, status=status, draw_a=lines)
+            self._seen = self.charger._replace(status=status, draw_a=lines)
         return self._seen
 
     def offer(self, limit_a: float, now: float, phases: int | None = None) -> None:
