@@ -13,6 +13,7 @@ import sys
 
 from gateway import __version__
 
+PROG = "evse-gateway"
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "allocate": ("gateway.allocation.command", "one-shot allocation: snapshot JSON in, JSON out"),
@@ -30,18 +31,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """Every command's parser, or (`only`) that command's arguments alone: a command run
-    imports only its own module, and `--help` imports them all."""
+    """Every command's parser, or (`only`) that command's alone: a command run imports
+    only its own module and builds only its own parser, and `--help` has them all."""
     parser = argparse.ArgumentParser(
-        prog="evse-gateway",
+        prog=PROG,
         description="Keeps a site's EV chargers inside the fuse and on solar.",
     )
-    parser.add_argument("--version", action="version", version=f"evse-gateway {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        command.set_defaults(_module=module)
         if only is None or only == name:
+            command = sub.add_parser(name, help=help_text, description=help_text)
+            command.set_defaults(_module=module)
             importlib.import_module(module).add_arguments(command)
     return parser
 
