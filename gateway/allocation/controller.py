@@ -96,6 +96,7 @@ class ChargerState(NamedTuple):
 
 
 _FRESH = ChargerState()
+_NOT_ACTIVE_TEXT = Reason.NOT_ACTIVE.text
 # What a car leaving resets (the counters stay).
 _SESSION_DEFAULTS = tuple(
     (name, getattr(_FRESH, name))
@@ -126,15 +127,20 @@ class Decision(NamedTuple):
 
 
 class _Plan:
-    """One charger's command being worked out, and its state changes (applied once)."""
+    """One charger's command being worked out, and its state changes (applied once).
 
-    __slots__ = ("changes", "detail", "limit", "reason", "state")
+    `settled`: no car, and nothing of a session left to forget (most chargers most of the
+    day): its command is 0 and its state stays as it is, with nothing to work out.
+    """
 
-    def __init__(self, limit: float, reason: Reason, detail: str, state: ChargerState) -> None:
-        self.limit = limit
-        self.reason = reason
-        self.detail = detail
+    __slots__ = ("changes", "detail", "limit", "reason", "settled", "state")
+
+    def __init__(self, state: ChargerState, settled: bool = False) -> None:
+        self.limit = 0.0
+        self.reason = Reason.NOT_ACTIVE
+        self.detail = _NOT_ACTIVE_TEXT
         self.state = state
+        self.settled = settled
         self.changes: dict[str, Any] = {}
 
     def get(self, name: str) -> Any:
@@ -215,14 +221,25 @@ class Controller:
         `grid_age_s` is the age of the newest grid meter reading (inf if none yet).
         """
         known = state.chargers
+        switching = self.phase_switching
         plans = []
         chargers = []
         for c in snapshot.chargers:
-            plan = _Plan(0.0, Reason.NOT_ACTIVE, Reason.NOT_ACTIVE.text, known.get(c.id, _FRESH))
+            s = known.get(c.id, _FRESH)
+            if (
+                c.status not in ACTIVE_STATUSES
+                and s.phase is None
+                and c.id not in switching
+                and _session_fields(s) == _SESSION_FRESH
+            ):
+                chargers.append(c if c.idle_s == 0.0 else c._replace(idle_s=0.0))
+                plans.append(_Plan(s, settled=True))
+                continue
+            plan = _Plan(s)
             idle_since = _idle_since(c, plan.state, now)
             plan.set(idle_since=idle_since)
             idle_s = 0.0 if idle_since is None else now - idle_since
-            if c.id in self.phase_switching:
+            if c.id in switching:
                 c = phases.in_force(c, plan.state.phase, snapshot.site.phases)
             elif plan.state.phase is not None:
                 plan.set(phase=None)  # switching refused since: all its phases
@@ -279,6 +296,12 @@ class Controller:
         commands = []
         states = {}
         for charger, plan in zip(chargers, plans, strict=True):
+            if plan.settled:
+                states[charger.id] = plan.state
+                commands.append(
+                    Command(charger.id, 0.0, Reason.NOT_ACTIVE, _NOT_ACTIVE_TEXT, failsafe)
+                )
+                continue
             _count(plan, now)
             states[charger.id] = plan.new_state()
             reason, detail = plan.reason, plan.detail
@@ -332,6 +355,8 @@ class Controller:
         last_now: float | None,
     ) -> None:
         """`balance`: None when no Solar, Excess or Eco car is active (nothing reads it)."""
+        if plan.settled:
+            return
         if c.status not in ACTIVE_STATUSES:
             _reset(plan)
             return
@@ -704,7 +729,7 @@ def _balance(snapshot: Snapshot) -> _Balance:
 
 def _reset(plan: _Plan) -> None:
     """No car: command 0, forget the session's timers, keep the counters."""
-    plan.limit, plan.reason, plan.detail = 0.0, Reason.NOT_ACTIVE, Reason.NOT_ACTIVE.text
+    plan.limit, plan.reason, plan.detail = 0.0, Reason.NOT_ACTIVE, _NOT_ACTIVE_TEXT
     s = plan.state
     if _session_fields(s) == _SESSION_FRESH:  # idle for a while: the usual case
         plan.changes = {}
