@@ -139,7 +139,7 @@ def test_reload_takes_charger_settings_but_not_what_the_chargers_were_given_on_c
     config = load_config(path)
     (charger,) = config.chargers
     bigger = replace(
-        config, chargers=(replace(charger, charger=replace(charger.charger, max_a=20)),)
+        config, chargers=(replace(charger, charger=charger.charger._replace(max_a=20)),)
     )
     other_failsafe = replace(bigger, chargers=(replace(bigger.chargers[0], failsafe_a=10.0),))
 
