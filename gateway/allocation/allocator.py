@@ -4,18 +4,22 @@ Pure: no I/O, no clock. Steps: household = grid − measured charger draw; build
 pools once; serve active chargers in order (mode urgency, priority, config order) with
 the site's distribution strategy; released SuspendedEV chargers get their minimum only
 from what is left; idle chargers are told what they would get; round down to 0.1 A.
+
+It runs every cycle, so the per-charger work is written for speed: what is fixed for a
+cycle is worked out once per seat, what is fixed for a site once per site, and min()
+and max() are written out where they run per charger (keeping their rule: on a tie
+the first argument is returned, so an int maximum stays an int in the output).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 from itertools import groupby
 from operator import attrgetter
 
-from gateway.allocation.capacity import popcount
-from gateway.allocation.pools import BatteryView, Pools, battery_view, build_pools
+from gateway.allocation.capacity import POPCOUNT, Capacity
+from gateway.allocation.pools import Pools, battery_view, build_pools
 from gateway.model import (
     ACTIVE_STATUSES,
     PHASE_NAMES,
@@ -34,28 +38,21 @@ EPS = 1e-6
 _ORDER = attrgetter("sort_key")
 DRAWING_A = 1.0  # a line carrying more than this is in use
 _INDEX = {name: i for i, name in enumerate(PHASE_NAMES)}
-
-
-@dataclass(slots=True)
-class Seat:
-    """One charger during allocation."""
-
-    charger: Charger
-    index: int
-    mask: int  # site phases it draws on (bits A=1, B=2, C=4)
-    lines: int
-    wired: int  # charger lines connected to site phases
-    circuits: tuple[str, ...]
-    active: bool
-    released: bool
-    sort_key: tuple[int, int, int]  # order of service: mode urgency, priority, config order
-    amount: float = 0.0
-    seated: bool = False  # got its minimum in the first pass
+_URGENCY = {mode: mode.urgency for mode in Mode}  # (a property: read once here)
+# Per site phase count: the site phases (indexes) in each mask.
+_PHASES_IN = tuple(
+    tuple(tuple(i for i in range(n) if m >> i & 1) for m in range(8)) for n in range(4)
+)
 
 
 def wired_lines(charger: Charger, site_phases: int) -> int:
     """Charger lines connected to site phases (on a 1-phase site only L1)."""
-    return min(charger.phases, len(charger.phase_map), site_phases)
+    # min(phases, len(phase_map), site_phases), written out: it runs per charger per cycle.
+    wired = charger.phases
+    mapped = len(charger.phase_map)
+    if mapped < wired:
+        wired = mapped
+    return site_phases if site_phases < wired else wired
 
 
 @lru_cache(maxsize=64)
@@ -79,31 +76,68 @@ def _circuits_of(circuits: tuple[Circuit, ...]) -> dict[str, tuple[str, ...]]:
     return of
 
 
-def _seat(
-    charger: Charger,
-    index: int,
-    site_phases: int,
-    release_after_s: float,
-    circuits: tuple[str, ...],
-) -> Seat:
-    wired = wired_lines(charger, site_phases)
-    lines, masks = _wiring(charger.phase_map)
-    mask = masks[wired]
-    status = charger.status
-    active = status in ACTIVE_STATUSES
-    draw = charger.draw_a
-    if active and wired > 1:
-        drawing = [k for k in range(wired) if draw[k] > DRAWING_A]
-        if 0 < len(drawing) < wired:
-            # A car using fewer lines than the charger has: leave the others free.
-            mask = 0
-            for k in drawing:
-                mask |= 1 << lines[k]
-    released = (
-        status == "SuspendedEV" and sum(draw) < DRAWING_A and charger.idle_s >= release_after_s
+class Seat:
+    """One charger during allocation, with what is fixed for the cycle worked out once."""
+
+    __slots__ = (
+        "active",
+        "amount",
+        "charger",
+        "circuits",
+        "lines",
+        "mask",
+        "max_a",
+        "min_a",
+        "mode",
+        "released",
+        "seated",
+        "site_lines",
+        "sort_key",
+        "uncapped",
+        "wired",
     )
-    order = (charger.mode.urgency, charger.priority, index)
-    return Seat(charger, index, mask, popcount(mask), wired, circuits, active, released, order)
+
+    def __init__(
+        self,
+        charger: Charger,
+        index: int,
+        site_phases: int,
+        release_after_s: float,
+        circuits: tuple[str, ...],
+        standard_waits: bool,
+    ) -> None:
+        self.charger = charger
+        self.mode = mode = charger.mode
+        self.min_a = charger.min_a
+        self.max_a = charger.max_a
+        self.circuits = circuits
+        site_lines, masks = _wiring(charger.phase_map)
+        self.site_lines = site_lines  # the site phase of each charger line
+        self.wired = wired = wired_lines(charger, site_phases)
+        mask = masks[wired]
+        status = charger.status
+        self.active = active = status in ACTIVE_STATUSES
+        draw = charger.draw_a
+        if active and wired > 1:
+            drawing = used = 0
+            for k in range(wired):
+                if draw[k] > DRAWING_A:
+                    drawing += 1
+                    used |= 1 << site_lines[k]
+            if 0 < drawing < wired:
+                # A car using fewer lines than the charger has: leave the others free.
+                mask = used
+        self.mask = mask  # site phases it draws on (bits A=1, B=2, C=4)
+        self.lines = POPCOUNT[mask]
+        self.released = (
+            status == "SuspendedEV" and sum(draw) < DRAWING_A and charger.idle_s >= release_after_s
+        )
+        # Order of service: mode urgency, priority, config order.
+        self.sort_key = (_URGENCY[mode], charger.priority, index)
+        # Its mode lets it take its max from any source: only the wires limit it.
+        self.uncapped = mode is Mode.STANDARD and not standard_waits
+        self.amount = 0.0
+        self.seated = False  # got its minimum in the first pass
 
 
 def _urgency(seat: Seat) -> int:
@@ -114,65 +148,89 @@ class _Allocator:
     def __init__(self, snapshot: Snapshot) -> None:
         site, m = snapshot.site, snapshot.measurements
         self.site = site
-        self.volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else site.voltage_v
-        circuits_of = _circuits_of(site.circuits) if site.circuits else {}
+        voltage = m.voltage_v
+        self.volts = volts = sum(voltage) / len(voltage) if voltage else site.voltage_v
         self.soc = m.battery_soc
+        grid = m.grid_current_a
+        self.battery = battery = battery_view(
+            site, m.battery_soc, m.battery_power_w, volts, m.pv_power_w, sum(grid) * volts
+        )
+        circuits_of = _circuits_of(site.circuits) if site.circuits else {}
         phases, release_after_s = site.phases, site.release_after_s
+        standard_waits = battery.standard_waits
         self.seats = seats = []
         # A reading on a line that is not wired to the site cannot be on its phases.
-        household = list(m.grid_current_a)
+        household = list(grid)
         for i, c in enumerate(snapshot.chargers):
-            seat = _seat(c, i, phases, release_after_s, circuits_of.get(c.id, ()))
+            seat = Seat(
+                c, i, phases, release_after_s, circuits_of.get(c.id, ()), standard_waits
+            )
             seats.append(seat)
             draw = c.draw_a
-            lines = _wiring(c.phase_map)[0]
+            site_lines = seat.site_lines
             for k in range(seat.wired):
                 if draw[k]:  # (x - 0.0 is x: an idle charger changes nothing)
-                    household[lines[k]] -= draw[k]
+                    household[site_lines[k]] -= draw[k]
         self.household = tuple(household)
-        grid_w = sum(m.grid_current_a) * self.volts
-        self.battery: BatteryView = battery_view(
-            site, m.battery_soc, m.battery_power_w, self.volts, m.pv_power_w, grid_w
-        )
-        output_w = max(0.0, (m.pv_power_w or 0.0) + (m.battery_power_w or 0.0))
-        self.pools = build_pools(site, self.household, self.battery, self.volts, output_w)
-        self.fresh = self.pools.copy()
+        output_w = (m.pv_power_w or 0.0) + (m.battery_power_w or 0.0)
+        if not output_w > 0.0:  # (max(0.0, output_w), written out)
+            output_w = 0.0
+        self.pools = pools = build_pools(site, self.household, battery, volts, output_w)
+        # The targets are what each mode would give from the sources before anyone is
+        # served: only the labelled pools the ceiling reads are kept as they were.
+        self.fresh_surplus = pools.surplus.copy()
+        self.fresh_excess = pools.excess.copy()
 
     # -- what a charger may take ---------------------------------------------------
 
-    def ceiling(self, seat: Seat, pools: Pools, base: float) -> float:
+    def ceiling(self, seat: Seat, surplus: Capacity, excess: Capacity, base: float) -> float:
         """The most its mode lets it take from the sources it may use."""
-        c = seat.charger
-        mode = c.mode
+        mode = seat.mode
         battery = self.battery
         if mode is Mode.STANDARD:
             if battery.standard_waits:
                 # The battery would feed it against the policy: only the sun's surplus.
-                return base + pools.surplus.available(seat.mask)
-            return c.max_a
+                return base + surplus.available(seat.mask)
+            return seat.max_a
         below_target = not battery.at_target
-        surplus = base + pools.surplus.available(seat.mask)
+        sun = base + surplus.available(seat.mask)
         if mode is Mode.ECO:
             if battery.eco_waits:
                 # The battery would feed its minimum: only the sun's surplus may.
-                return 0.0 if below_target else surplus
-            return c.min_a if below_target else max(c.min_a, surplus)
+                return 0.0 if below_target else sun
+            if below_target:
+                return seat.min_a
+            return sun if sun > seat.min_a else seat.min_a  # max(min_a, sun)
         if mode is Mode.SOLAR:
-            return 0.0 if below_target else surplus
-        excess = pools.excess.available(seat.mask)
-        if base <= 0.0 and excess <= EPS:
+            return 0.0 if below_target else sun
+        left = excess.available(seat.mask)
+        if base <= 0.0 and left <= EPS:
             return 0.0
         # At least its minimum once there is excess, but never more than the site would
         # still export (or yield from the battery's redirected charge): it never imports.
-        return min(max(c.min_a, base + excess), surplus)
+        # (min(max(min_a, base + left), sun), written out.)
+        want = base + left
+        if not want > seat.min_a:
+            want = seat.min_a
+        return sun if sun < want else want
 
     def limit(self, seat: Seat, pools: Pools, base: float) -> float:
-        """The most it can hold in total, given what it holds (`base`) already."""
-        charger = seat.charger
-        wires = base + pools.wires(seat.mask, seat.circuits)
-        if charger.mode is Mode.STANDARD and not self.battery.standard_waits:
-            return min(charger.max_a, wires)
-        return min(charger.max_a, self.ceiling(seat, pools, base), wires)
+        """The most it can hold in total, given what it holds (`base`) already:
+        min(max_a, ceiling, wires), written out."""
+        # The wires: what the breaker, inverter and its circuits still carry on its phases.
+        mask = seat.mask
+        wires = pools.physical.available(mask)
+        for name in seat.circuits:
+            v = pools.circuits[name].available(mask)
+            if v < wires:
+                wires = v
+        wires = base + wires
+        best = seat.max_a
+        if not seat.uncapped:
+            ceiling = self.ceiling(seat, pools.surplus, pools.excess, base)
+            if ceiling < best:
+                best = ceiling
+        return wires if wires < best else best
 
     def give(self, seat: Seat, amount: float, pools: Pools | None = None) -> None:
         if amount > 0.0:
@@ -184,8 +242,8 @@ class _Allocator:
 
     def reserve_minimums(self, order: list[Seat]) -> None:
         for seat in order:
-            if self.limit(seat, self.pools, 0.0) >= seat.charger.min_a - EPS:
-                self.give(seat, seat.charger.min_a)
+            if self.limit(seat, self.pools, 0.0) >= seat.min_a - EPS:
+                self.give(seat, seat.min_a)
                 seat.seated = True
 
     def fill_in_order(self, order: list[Seat]) -> None:
@@ -222,7 +280,7 @@ class _Allocator:
             (cap, [s for s in rising if name in s.circuits])
             for name, cap in self.pools.circuits.items()
         ]
-        mode = rising[0].charger.mode
+        mode = rising[0].mode
         if mode in (Mode.ECO, Mode.SOLAR):
             sources.append((self.pools.surplus, rising))
         elif mode is Mode.EXCESS:
@@ -236,7 +294,9 @@ class _Allocator:
             used = [(m, k) for m, k in enumerate(masks) if k]
             cap = capacity.cap
             for s in range(1, 8):
-                count = sum(k * popcount(s & m) for m, k in used)
+                count = 0
+                for m, k in used:
+                    count += k * POPCOUNT[s & m]
                 if count and cap[s] < step * count:
                     step = cap[s] / count
         return step
@@ -245,7 +305,7 @@ class _Allocator:
         """`strict` (and `optimized` with `trim_for_next`)."""
         for i, seat in enumerate(order):
             want = self.limit(seat, self.pools, 0.0)
-            if want < seat.charger.min_a - EPS:
+            if want < seat.min_a - EPS:
                 continue
             if trim_for_next and i + 1 < len(order):
                 want = self._trimmed(seat, want, order[i + 1])
@@ -253,16 +313,16 @@ class _Allocator:
 
     def _trimmed(self, seat: Seat, want: float, nxt: Seat) -> float:
         """Trim `want` (never below its minimum) so that `nxt` can reach its minimum."""
-        need = nxt.charger.min_a
+        need = nxt.min_a
 
         def next_gets(amount: float) -> float:
             trial = self.pools.copy()
             self.give(seat, amount, trial)
             return self.limit(nxt, trial, 0.0)
 
-        if next_gets(want) >= need - EPS or next_gets(seat.charger.min_a) < need - EPS:
+        if next_gets(want) >= need - EPS or next_gets(seat.min_a) < need - EPS:
             return want
-        low, high = seat.charger.min_a, want  # next fits at low, not at high
+        low, high = seat.min_a, want  # next fits at low, not at high
         for _ in range(40):
             mid = (low + high) / 2
             if next_gets(mid) >= need - EPS:
@@ -286,16 +346,17 @@ class _Allocator:
             self.take_in_order(order, trim_for_next=distribution is Distribution.OPTIMIZED)
 
     def run(self) -> Allocation:
-        serving = sorted(
-            (s for s in self.seats if s.active and not s.released), key=_ORDER
-        )
-        released = sorted(
-            (s for s in self.seats if s.active and s.released), key=_ORDER
-        )
+        serving: list[Seat] = []
+        released: list[Seat] = []
+        for seat in self.seats:
+            if seat.active:
+                (released if seat.released else serving).append(seat)
+        serving.sort(key=_ORDER)
+        released.sort(key=_ORDER)
         # Excess is what the site would export once every other car is served: those
         # cars get their whole share before an Excess car gets its minimum.
-        self.distribute([s for s in serving if s.charger.mode is not Mode.EXCESS])
-        self.distribute([s for s in serving if s.charger.mode is Mode.EXCESS])
+        self.distribute([s for s in serving if s.mode is not Mode.EXCESS])
+        self.distribute([s for s in serving if s.mode is Mode.EXCESS])
         # Released cars are offered their minimum only from what everyone else left.
         self.reserve_minimums(released)
         return self.result()
@@ -303,27 +364,26 @@ class _Allocator:
     def result(self) -> Allocation:
         chargers = []
         phases = self.site.phases
+        phases_in = _PHASES_IN[phases]
         drawn = [0.0] * phases
-        standard_full = not self.battery.standard_waits
         # Chargers alike in mode, phases and limits have the same target, and idle ones
         # the same availability: worked out once each (most fleets repeat a few kinds).
         targets: dict[tuple, float] = {}
         availability: dict[tuple, float] = {}
         for seat in self.seats:
-            charger = seat.charger
-            mode, mask = charger.mode, seat.mask
-            allocated = _round_down(seat.amount, charger.min_a) if seat.amount else 0.0
+            mode, mask, min_a, max_a = seat.mode, seat.mask, seat.min_a, seat.max_a
+            allocated = _round_down(seat.amount, min_a) if seat.amount else 0.0
             if allocated:
-                for i in range(phases):
-                    if mask >> i & 1:
-                        drawn[i] += allocated
-            kind = (mode, mask, charger.min_a, charger.max_a)
+                for i in phases_in[mask]:
+                    drawn[i] += allocated
+            kind = (mode, mask, min_a, max_a)
             target = targets.get(kind)
             if target is None:
-                if mode is Mode.STANDARD and standard_full:
-                    target = _floor(charger.max_a)
+                if seat.uncapped:
+                    target = _floor(max_a)
                 else:
-                    target = _floor(min(charger.max_a, self.ceiling(seat, self.fresh, 0.0)))
+                    ceiling = self.ceiling(seat, self.fresh_surplus, self.fresh_excess, 0.0)
+                    target = _floor(ceiling if ceiling < max_a else max_a)
                 targets[kind] = target
             if seat.active:
                 available = allocated
@@ -333,12 +393,12 @@ class _Allocator:
                 available = availability.get(idle_kind)
                 if available is None:
                     want = self.limit(seat, self.pools, 0.0)
-                    available = _floor(want) if want >= charger.min_a - EPS else 0.0
+                    available = _floor(want) if want >= min_a - EPS else 0.0
                     availability[idle_kind] = available
                 reason = Reason.NOT_ACTIVE
             chargers.append(
                 ChargerAllocation(
-                    charger.id, allocated, target, seat.lines, mode, available, reason
+                    seat.charger.id, allocated, target, seat.lines, mode, available, reason
                 )
             )
         site = self.site
@@ -354,31 +414,34 @@ class _Allocator:
 
     def _circuit_full(self, seat: Seat) -> bool:
         circuits = self.pools.circuits
-        return any(circuits[name].tight(seat.mask, 0.05) for name in seat.circuits)
+        for name in seat.circuits:  # noqa: SIM110 (a loop: no generator per charger)
+            if circuits[name].tight(seat.mask, 0.05):
+                return True
+        return False
 
     def reason(self, seat: Seat, allocated: float, target: float) -> Reason:
         """Why an active charger got `allocated`."""
-        c = seat.charger
+        mode, min_a = seat.mode, seat.min_a
         if seat.released:
             return Reason.RELEASED
         if allocated <= 0.0:
-            if target < c.min_a:
-                if c.mode is Mode.EXCESS:
+            if target < min_a:
+                if mode is Mode.EXCESS:
                     return Reason.NO_EXCESS
                 battery = self.battery
-                if (c.mode is Mode.ECO and battery.eco_waits) or (
-                    c.mode is Mode.STANDARD and battery.standard_waits
+                if (mode is Mode.ECO and battery.eco_waits) or (
+                    mode is Mode.STANDARD and battery.standard_waits
                 ):
                     if battery.below_min:
                         return Reason.BATTERY_BELOW_MIN
                     return Reason.BATTERY_WOULD_DISCHARGE
-                if not self.battery.at_target and c.mode is not Mode.STANDARD:
+                if not self.battery.at_target and mode is not Mode.STANDARD:
                     return Reason.BATTERY_BELOW_TARGET
                 return Reason.NO_SURPLUS
             # Its mode would have it, but others were served first or the wires are full.
-            if c.mode is Mode.SOLAR and self.pools.surplus.available(seat.mask) < c.min_a:
+            if mode is Mode.SOLAR and self.pools.surplus.available(seat.mask) < min_a:
                 return Reason.NO_SURPLUS
-            if c.mode is Mode.EXCESS and self.pools.excess.available(seat.mask) < c.min_a:
+            if mode is Mode.EXCESS and self.pools.excess.available(seat.mask) < min_a:
                 return Reason.NO_EXCESS
             return Reason.CIRCUIT_LIMIT if self._circuit_full(seat) else Reason.NO_CAPACITY
         if allocated < target - 0.05:
@@ -386,11 +449,11 @@ class _Allocator:
                 return Reason.CIRCUIT_LIMIT
             if self.pools.physical.tight(seat.mask, 0.05):
                 return Reason.BREAKER_LIMIT
-            if c.mode is Mode.STANDARD:
+            if mode is Mode.STANDARD:
                 return Reason.SHARED
-        if c.mode is Mode.ECO and allocated <= c.min_a + 0.05:
+        if mode is Mode.ECO and allocated <= min_a + 0.05:
             return Reason.ECO_MINIMUM
-        return _MODE_REASON[c.mode]
+        return _MODE_REASON[mode]
 
 
 _MODE_REASON = {
@@ -402,14 +465,16 @@ _MODE_REASON = {
 
 
 def _floor(value: float) -> float:
-    return max(0.0, math.floor(value * 10 + 1e-6) / 10)
+    floored = math.floor(value * 10 + 1e-6) / 10
+    return floored if floored > 0.0 else 0.0  # max(0.0, floored)
 
 
 def _round_down(value: float, minimum: float) -> float:
     """0, or at least the minimum, in 0.1 A steps (never rounding a grant up past its pool)."""
     if value < minimum - EPS or value <= 0.0:
         return 0.0
-    return max(minimum, _floor(value))
+    floored = _floor(value)
+    return floored if floored > minimum else minimum  # max(minimum, floored)
 
 
 def allocate(snapshot: Snapshot) -> Allocation:

@@ -12,21 +12,45 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from operator import add
+from operator import add, itemgetter
 
 INF = math.inf
 SUBSETS = (1, 2, 3, 4, 5, 6, 7)
-_POPCOUNT = tuple(bin(m).count("1") for m in range(8))
+POPCOUNT = tuple(bin(m).count("1") for m in range(8))
 # For each charger mask: the subsets it touches and how many of its phases lie in each.
-_TOUCHING = tuple(tuple((s, _POPCOUNT[s & m]) for s in SUBSETS if s & m) for m in range(8))
-# For each charger mask: per phase bit in it, the subsets containing that phase.
+_TOUCHING = tuple(tuple((s, POPCOUNT[s & m]) for s in SUBSETS if s & m) for m in range(8))
+# For each charger mask: per phase bit in it, the subsets containing that phase (and
+# an itemgetter reading their caps).
 _PER_PHASE = tuple(
-    tuple(tuple(s for s in SUBSETS if s & bit) for bit in (1, 2, 4) if m & bit) for m in range(8)
+    tuple(
+        (itemgetter(*subsets), subsets)
+        for subsets in (tuple(s for s in SUBSETS if s & bit) for bit in (1, 2, 4) if m & bit)
+    )
+    for m in range(8)
 )
 
 
+
+def _getter(subsets: tuple[int, ...]) -> itemgetter | None:
+    return itemgetter(*subsets) if subsets else None
+
+
+# For each charger mask: the subsets holding exactly one of its phases, and those holding
+# two (only mask 7 has a subset holding three: 7 itself).
+_ONE_SUBSETS = tuple(tuple(s for s, k in _TOUCHING[m] if k == 1) for m in range(8))
+_TWO_SUBSETS = tuple(tuple(s for s, k in _TOUCHING[m] if k == 2) for m in range(8))
+# An itemgetter reading the caps of all the subsets a mask touches at once.
+_ALL = tuple(_getter(tuple(s for s, _ in touching)) for touching in _TOUCHING)
+
+
+def positive(value: float) -> float:
+    """max(0.0, value), for what runs every cycle: in Python 3.11 a call of max() costs
+    several times a call of this (it parses its arguments like keywords)."""
+    return value if value > 0.0 else 0.0
+
+
 def popcount(mask: int) -> int:
-    return _POPCOUNT[mask]
+    return POPCOUNT[mask]
 
 
 class Capacity:
@@ -62,7 +86,8 @@ class Capacity:
         return capacity
 
     def limit_total(self, total: float) -> None:
-        total = max(0.0, total)
+        if not total > 0.0:  # (max(0.0, total), written out)
+            total = 0.0
         cap = self.cap
         for s in SUBSETS:
             if cap[s] > total:
@@ -75,22 +100,64 @@ class Capacity:
         return Capacity(list(map(add, self.cap, other.cap)))  # both 8 long
 
     def available(self, mask: int) -> float:
-        """The largest current that can flow on every phase of `mask` at once."""
+        """The largest current that can flow on every phase of `mask` at once: the least
+        cap[S] / k over the subsets S it touches, k its phases in S.
+
+        Written out (the hottest call of a cycle): per k the least cap[S] is divided
+        once (dividing by k > 0 keeps the order), and no min(), which in Python 3.11
+        costs as much as the rest of this together.
+        """
         cap = self.cap
         if cap[7] <= 0.0:  # the all-phases total is used up: nothing anywhere
             return 0.0
-        best = INF
-        for s, k in _TOUCHING[mask]:
-            v = cap[s] / k
-            if v < best:
-                best = v
+        if mask == 7:  # k = 1: A, B, C; k = 2: AB, AC, BC; k = 3: ABC
+            best = cap[1]
+            if cap[2] < best:
+                best = cap[2]
+            if cap[4] < best:
+                best = cap[4]
+            pair = cap[3]
+            if cap[5] < pair:
+                pair = cap[5]
+            if cap[6] < pair:
+                pair = cap[6]
+            pair /= 2
+            if pair < best:
+                best = pair
+            pair = cap[7] / 3
+            if pair < best:
+                best = pair
+        elif mask:  # one or two phases: four subsets hold one of them (k = 1)
+            a, b, c, d = _ONE_SUBSETS[mask]
+            best = cap[a]
+            if cap[b] < best:
+                best = cap[b]
+            if cap[c] < best:
+                best = cap[c]
+            if cap[d] < best:
+                best = cap[d]
+            if _TWO_SUBSETS[mask]:  # two phases: the pair and ABC hold both (k = 2)
+                pair = cap[mask]
+                if cap[7] < pair:
+                    pair = cap[7]
+                pair /= 2
+                if pair < best:
+                    best = pair
+        else:
+            return INF  # no phases: nothing limits it
         return best if best > 0.0 else 0.0
 
     def take(self, mask: int, amount: float) -> None:
         """Deduct `amount` on each phase of `mask` (the caller checked it fits)."""
         cap = self.cap
-        for s, k in _TOUCHING[mask]:
-            cap[s] -= amount * k
+        for s in _ONE_SUBSETS[mask]:
+            cap[s] -= amount
+        if _TWO_SUBSETS[mask]:
+            twice = amount * 2
+            for s in _TWO_SUBSETS[mask]:
+                cap[s] -= twice
+            if mask == 7:
+                cap[7] -= amount * 3
 
     def take_up_to(self, mask: int, amount: float) -> None:
         """Deduct as much of `amount` per phase of `mask` as this source still holds.
@@ -101,19 +168,20 @@ class Capacity:
         cap = self.cap
         if cap[7] <= 0.0:
             return
-        for containing in _PER_PHASE[mask]:
+        for caps_of, containing in _PER_PHASE[mask]:
             give = amount
-            for s in containing:
-                if cap[s] < give:
-                    give = cap[s]
+            for v in caps_of(cap):
+                if v < give:
+                    give = v
             if give > 0.0:
                 for s in containing:
                     cap[s] -= give
 
     def tight(self, mask: int, eps: float) -> bool:
         """Whether some subset touching `mask` is used up."""
-        cap = self.cap
-        for s, _ in _TOUCHING[mask]:  # noqa: SIM110 (a loop: no generator on a hot path)
-            if cap[s] <= eps:
-                return True
+        caps_of = _ALL[mask]
+        if caps_of is not None:
+            for v in caps_of(self.cap):  # (a loop: no generator on a hot path)
+                if v <= eps:
+                    return True
         return False

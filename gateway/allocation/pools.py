@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from gateway.allocation.battery import allowance_w, covers_load
-from gateway.allocation.capacity import INF, Capacity
+from gateway.allocation.capacity import INF, Capacity, positive
 from gateway.model import Metering, Mode, Site
 
 
@@ -57,21 +57,24 @@ def battery_view(
     if battery is None:
         return _NO_BATTERY
     power = power_w or 0.0
-    discharge = max(0.0, power) / volts
+    discharge = positive(power) / volts
     if soc is None:
         # SOC unknown: never count on it, never block Solar on it; what it measurably
         # discharges is still not the sun's.
         return _NO_BATTERY._replace(discharge_a=discharge)
-    charge = max(0.0, -power) / volts
-    room = max(0.0, battery.max_discharge_w - max(0.0, power)) / volts
+    charge = positive(-power) / volts
+    room = positive(battery.max_discharge_w - positive(power)) / volts
     inverter = site.inverter
     if inverter is not None and inverter.max_w is not None:
         # Redirected charge and extra discharge both raise the inverter's AC output,
         # which already carries the PV and the battery: the limit is on the whole output.
         output_w = (pv_w or 0.0) + power
-        output_room = max(0.0, inverter.max_w - output_w) / volts
-        charge = min(charge, output_room)
-        room = min(room, output_room - charge)
+        output_room = positive(inverter.max_w - output_w) / volts
+        # (min(charge, output_room) and min(room, output_room - charge), written out.)
+        if output_room < charge:
+            charge = output_room
+        if output_room - charge < room:
+            room = output_room - charge
     assist = allowance_w(battery, Mode.SOLAR, soc)
     standard = allowance_w(battery, Mode.STANDARD, soc) > 0.0
     eco = allowance_w(battery, Mode.ECO, soc) > 0.0
@@ -114,15 +117,6 @@ class Pools:
             {name: c.copy() for name, c in self.circuits.items()},
         )
 
-    def wires(self, mask: int, circuits: tuple[str, ...]) -> float:
-        """What the breaker, inverter and the charger's circuits still carry on `mask`."""
-        best = self.physical.available(mask)
-        for name in circuits:
-            v = self.circuits[name].available(mask)
-            if v < best:
-                best = v
-        return best
-
     def grant(self, mask: int, circuits: tuple[str, ...], amount: float) -> None:
         self.physical.take(mask, amount)
         for name in circuits:
@@ -140,7 +134,7 @@ def build_pools(
 ) -> Pools:
     """`output_w`: the inverter's present AC output (PV + battery discharge)."""
     n = site.phases
-    # (Conditional expressions, not max(): this runs every cycle.)
+    # (Conditional expressions and positive(), not min() and max(): this runs every cycle.)
     importing = [h if h > 0.0 else 0.0 for h in household]
     export = [-h if h < 0.0 else 0.0 for h in household]
 
@@ -148,7 +142,7 @@ def build_pools(
     asymmetric = inverter is not None and inverter.asymmetric
     # What each phase of the inverter can still add beyond its present output.
     phase_max = (
-        max(0.0, inverter.max_phase_w - output_w / n) / volts
+        positive(inverter.max_phase_w - output_w / n) / volts
         if inverter is not None and inverter.max_phase_w
         else INF
     )
@@ -158,7 +152,9 @@ def build_pools(
         if asymmetric:
             limits = [phase_max - imp if phase_max - imp > 0.0 else 0.0 for imp in importing]
             return Capacity.pool(limits, sum(export_a) + extra_a)
-        per_phase_extra = min(extra_a / n, phase_max)
+        per_phase_extra = extra_a / n
+        if phase_max < per_phase_extra:
+            per_phase_extra = phase_max
         return Capacity.per_phase([e + per_phase_extra for e in export_a])
 
     if site.allow_grid_charging:
@@ -177,21 +173,24 @@ def build_pools(
     # its minimum, which follows the same surplus).
     assist_a = 0.0
     if battery.assist_w > 0.0:
-        to_cars = max(0.0, min(battery.discharge_a, -sum(household)))
-        assist_a = min(battery.assist_w / volts, battery.discharge_room_a + to_cars)
+        load = -sum(household)
+        to_cars = positive(load if load < battery.discharge_a else battery.discharge_a)
+        assist_a = battery.assist_w / volts
+        if battery.discharge_room_a + to_cars < assist_a:
+            assist_a = battery.discharge_room_a + to_cars
     if site.metering is Metering.NET:
         # Only the sum over the phases is billed: import on one phase is paid by export
         # on another, and a car on any phase can use the whole of it.
-        sun_a = max(0.0, -sum(household) - battery.discharge_a)
+        sun_a = positive(-sum(household) - battery.discharge_a)
         anywhere = [INF] * n
         surplus = Capacity.pool(anywhere, sun_a + battery.charge_a + assist_a)
-        excess_a = max(0.0, sun_a * volts - site.excess_threshold_w) / volts
+        excess_a = positive(sun_a * volts - site.excess_threshold_w) / volts
         excess = Capacity.pool(anywhere, excess_a)
     else:
         per_phase = battery.discharge_a / n
         sun = [-h - per_phase if -h - per_phase > 0.0 else 0.0 for h in household]
         surplus = inverter_share(sun, battery.charge_a + assist_a)
-        excess_a = max(0.0, sum(sun) * volts - site.excess_threshold_w) / volts
+        excess_a = positive(sum(sun) * volts - site.excess_threshold_w) / volts
         excess = inverter_share([0.0] * n, excess_a)
 
     circuits = {c.name: Capacity.per_phase([c.limit_a] * n) for c in site.circuits}
