@@ -31,14 +31,16 @@ class EV:
     _pending: list[tuple[float, float]] = field(default_factory=list)  # (due time, target A)
     _offered_a: float = 0.0
     _last_t: float | None = None
+    # Read several times a cycle, so kept as plain attributes: set here and wherever what
+    # they follow changes (offer: the phase set; advance: the energy).
+    lines: int = field(init=False)  # lines the car draws on now
+    full: bool = field(init=False)  # it has all it wanted
 
-    @property
-    def full(self) -> bool:
-        return self.delivered_wh >= self.energy_wanted_wh
+    def __post_init__(self) -> None:
+        self.lines = self._lines()
+        self.full = self.delivered_wh >= self.energy_wanted_wh
 
-    @property
-    def lines(self) -> int:
-        """Lines the car draws on now."""
+    def _lines(self) -> int:
         if self.ignores_phase_switch:
             return self.phases
         return min(self.phases, self.offered_phases)
@@ -49,6 +51,7 @@ class EV:
         if phases is not None and phases != self.offered_phases:
             lines = self.lines
             self.offered_phases = phases
+            self.lines = self._lines()
             if self.lines != lines and self.draw_a >= 1.0:
                 self.switched_under_load += 1
         if limit_a == self._offered_a:
@@ -59,15 +62,20 @@ class EV:
 
     def advance(self, now: float, voltage_v: float = 230.0) -> float:
         """Move to `now`, counting energy at the draw held since the last call."""
-        if self._last_t is not None and now > self._last_t:
-            hours = (now - self._last_t) * self.speed / 3600
-            self.delivered_wh += self.draw_a * voltage_v * self.lines * hours
+        last, draw = self._last_t, self.draw_a
+        # Not drawing adds nothing (+ 0.0 leaves the count as it is): most cycles of a
+        # day, as cars wait, are full or have gone.
+        if draw and last is not None and now > last:
+            hours = (now - last) * self.speed / 3600
+            self.delivered_wh += draw * voltage_v * self.lines * hours
+            self.full = self.delivered_wh >= self.energy_wanted_wh
         self._last_t = now
-        while self._pending and self._pending[0][0] <= now:
-            self.draw_a = self._pending.pop(0)[1]
-        if self.full:
-            self.draw_a = 0.0
-        return self.draw_a
+        pending = self._pending
+        while pending and pending[0][0] <= now:
+            draw = self.draw_a = pending.pop(0)[1]
+        if draw and self.full:
+            draw = self.draw_a = 0.0
+        return draw
 
     def line_currents(self) -> tuple[float, float, float]:
         """Draw per charger line L1..L3 (a 1-phase car draws on L1 only)."""

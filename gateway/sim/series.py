@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import csv
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,10 @@ def read_time(t: Table, key: str, default: Any = None) -> float:
         raise SchemaError(t.at(key), str(exc)) from None
 
 
+# A stretch of a series: start, end, left row, change per column or None, length.
+_Span = tuple[float, float, tuple[float, ...], tuple[float, ...] | None, float]
+
+
 @dataclass(slots=True)
 class Series:
     """Values (one or more columns) at increasing times, read at any time in between."""
@@ -60,26 +65,37 @@ class Series:
     times: list[float]
     rows: list[tuple[float, ...]]
     step: bool = False  # hold each value until the next point instead of interpolating
-    # The last interval read: time moves forward, so the next read is mostly in it too.
-    _i: int = field(default=1, compare=False, repr=False)
+    # The last stretch read: time moves forward, so the next read is mostly in it too.
+    # Its start and end (exclusive: a read on a point looks afresh), its left row, the
+    # change over it per column and its length (worked out once, the same operations as
+    # from the points each time); the change is None where the row holds all along it
+    # (before the first point, after the last, in a step series).
+    _span: _Span = field(default=(0.0, 0.0, (), None, 0.0), compare=False, repr=False)
 
     def at(self, t: float) -> tuple[float, ...]:
-        times = self.times
-        if t <= times[0]:
-            return self.rows[0]
-        if t >= times[-1]:
-            return self.rows[-1]
-        i = self._i
-        if not times[i - 1] <= t < times[i]:
-            i = self._i = bisect.bisect_right(times, t)
-        left = self.rows[i - 1]
-        if self.step:
+        t0, t1, left, change, length = self._span
+        if not t0 < t < t1:
+            t0, t1, left, change, length = self._span = self._find(t)
+        if change is None:
             return left
-        t0, t1 = times[i - 1], times[i]
-        f = (t - t0) / (t1 - t0)
+        f = (t - t0) / length
         if len(left) == 1:
-            return (left[0] + (self.rows[i][0] - left[0]) * f,)
-        return tuple(a + (b - a) * f for a, b in zip(left, self.rows[i], strict=True))
+            return (left[0] + change[0] * f,)
+        return tuple([a + d * f for a, d in zip(left, change, strict=True)])
+
+    def _find(self, t: float) -> _Span:
+        """The stretch `t` is in (see `_span`)."""
+        times, rows = self.times, self.rows
+        if t <= times[0]:
+            return (-math.inf, times[0], rows[0], None, 0.0)
+        if t >= times[-1]:
+            return (times[-1], math.inf, rows[-1], None, 0.0)
+        i = bisect.bisect_right(times, t)
+        t0, t1, left = times[i - 1], times[i], rows[i - 1]
+        if self.step:
+            return (t0, t1, left, None, 0.0)
+        change = tuple([b - a for a, b in zip(left, rows[i], strict=True)])
+        return (t0, t1, left, change, t1 - t0)
 
 
 def read_series(t: Table, base_dir: Path, columns: Sequence[int], unit: str) -> Series:

@@ -34,6 +34,10 @@ from gateway.model import Mode, Site
 from gateway.sim.site import Bay, Reading, Session
 
 _SURPLUS_MODES = (Mode.SOLAR, Mode.EXCESS)
+# Every cycle's min and max of two values are written out as comparisons: in Python 3.11
+# the builtins parse keyword arguments on every call, ~30 times the cost of the
+# comparison. `b if b < a else a` is exactly min(a, b) and `b if b > a else a` max(a, b)
+# (the first argument wins a tie, a NaN compares False), so the figures stay the same.
 
 
 @dataclass(slots=True)
@@ -122,17 +126,10 @@ class Tally:
         """Count the interval [now, now + dt], in which `reading` holds."""
         volts = self.site.voltage_v
         h = dt / 3600
-        powers = [bay.power_w(volts) for bay in bays]
-        ev_w = sum(powers)
-        house_w = sum(reading.household_w)
-        surplus = max(0.0, reading.pv_w - house_w)
-        pv_to_ev = min(ev_w, surplus)
-        battery_left_w = max(0.0, reading.battery_w - max(0.0, house_w - reading.pv_w))
-        battery_to_ev = min(ev_w - pv_to_ev, battery_left_w)
-        grid_to_ev = ev_w - pv_to_ev - battery_to_ev
         room = 0.0
-        solar_w = 0.0
-        for bay, tally, power, command in zip(bays, self.chargers, powers, commands, strict=True):
+        ev_w = 0.0  # adding only the cars that draw: + 0.0 would leave it as it is
+        drawing: list[tuple[ChargerTally, Visit, float]] = []  # and what each draws
+        for bay, tally, command in zip(bays, self.chargers, commands, strict=True):
             if command.limit_a != tally.last_limit:
                 tally.changes += 1
                 tally.last_limit = command.limit_a
@@ -141,16 +138,32 @@ class Tally:
             tally.present_s += dt
             room += bay.room_w(volts)
             visit = self._visit(now, bay, tally)
+            power = bay.power_w(volts)
             if power > 0.0:
-                share = power / ev_w * h
-                tally.pv_wh += pv_to_ev * share
-                tally.battery_wh += battery_to_ev * share
-                tally.grid_wh += grid_to_ev * share
-                if tally.mode in _SURPLUS_MODES:
-                    solar_w += power
-                visit.delivered_wh += power * h
-                if visit.full_s is None and visit.delivered_wh >= visit.needed_wh:
-                    visit.full_s = now + dt  # the car stops at the end of this interval
+                ev_w += power
+                drawing.append((tally, visit, power))
+        house_w = sum(reading.household_w)
+        surplus = reading.pv_w - house_w
+        surplus = surplus if surplus > 0.0 else 0.0
+        pv_to_ev = surplus if surplus < ev_w else ev_w
+        house_short_w = house_w - reading.pv_w  # what the battery serves first
+        house_short_w = house_short_w if house_short_w > 0.0 else 0.0
+        battery_left_w = reading.battery_w - house_short_w
+        battery_left_w = battery_left_w if battery_left_w > 0.0 else 0.0
+        cars_left_w = ev_w - pv_to_ev
+        battery_to_ev = battery_left_w if battery_left_w < cars_left_w else cars_left_w
+        grid_to_ev = ev_w - pv_to_ev - battery_to_ev
+        solar_w = 0.0
+        for tally, visit, power in drawing:
+            share = power / ev_w * h
+            tally.pv_wh += pv_to_ev * share
+            tally.battery_wh += battery_to_ev * share
+            tally.grid_wh += grid_to_ev * share
+            if tally.mode in _SURPLUS_MODES:
+                solar_w += power
+            visit.delivered_wh += power * h
+            if visit.full_s is None and visit.delivered_wh >= visit.needed_wh:
+                visit.full_s = now + dt  # the car stops at the end of this interval
         self.battery_to_cars_wh += battery_to_ev * h
         self.grid_to_cars_wh += grid_to_ev * h
         self._battery(dt, reading.battery_soc)
@@ -158,19 +171,28 @@ class Tally:
         battery_first = 0.0
         soc = reading.battery_soc
         if battery is not None and soc is not None and soc < battery.soc_target:
-            battery_first = min(surplus, battery.max_charge_w)
-        usable = min(room, surplus - battery_first)
+            charge_w = battery.max_charge_w
+            battery_first = charge_w if charge_w < surplus else surplus
+        left_w = surplus - battery_first
+        usable = left_w if left_w < room else room
         net_w = sum(reading.grid_a) * volts
-        export = max(0.0, -net_w)
+        export = -net_w
+        export = export if export > 0.0 else 0.0
+        imported = net_w if net_w > 0.0 else 0.0
         self.surplus_wh += surplus * h
         if usable > 0.0:
             self.usable_wh += usable * h
-            self.used_wh += min(pv_to_ev, usable) * h
+            self.used_wh += (usable if usable < pv_to_ev else pv_to_ev) * h
         self.exported_wh += export * h
-        self.exported_waiting_wh += min(export, max(0.0, room - ev_w)) * h
-        self.imported_wh += max(0.0, net_w) * h
-        self.solar_import_wh += min(max(0.0, net_w), solar_w) * h
-        self._excursions(now, dt, reading.grid_a)
+        spare_w = room - ev_w  # what the cars present had room for beyond their draw
+        spare_w = spare_w if spare_w > 0.0 else 0.0
+        self.exported_waiting_wh += (spare_w if spare_w < export else export) * h
+        self.imported_wh += imported * h
+        self.solar_import_wh += (solar_w if solar_w < imported else imported) * h
+        within = max(reading.grid_a) - self.site.main_breaker_a <= 1e-9
+        if not (within and self._within):  # most cycles: no phase over, none was
+            self._excursions(now, dt, reading.grid_a)
+        self._within = within
 
     def finish(self, bays: Sequence[Bay]) -> None:
         """After the last cycle: each charger's energy as the cars counted it."""
@@ -201,9 +223,6 @@ class Tally:
         """Per phase: peak, longest stretch, and A·s beyond one cycle and beyond the
         reaction time (`now` is on the cycle grid, so the first cycle is [since, since + dt])."""
         breaker = self.site.main_breaker_a
-        if max(grid_a) - breaker <= 1e-9 and self._within:
-            return  # most cycles: no phase over, none was
-        self._within = max(grid_a) - breaker <= 1e-9
         for excursion, current in zip(self.phases, grid_a, strict=True):
             over = current - breaker
             if over <= 1e-9:
