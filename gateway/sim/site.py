@@ -50,8 +50,8 @@ class Session:
 BEHAVIOURS = ("obeys", "ignores_limits", "offline")
 # How long an unreachable charger keeps its last limit: the default `[ocpp] validity_s`.
 VALIDITY_S = 120.0
-# An empty charger's line currents: one shared tuple, so that the cycle can tell it by
-# identity and skip adding its zeros.
+# The line currents of a charger drawing nothing: one shared tuple, so that the cycle can
+# tell it by identity and skip adding its zeros.
 NO_DRAW = (0.0, 0.0, 0.0)
 # The offline window of a session that is never offline.
 _NEVER = (math.inf, math.inf)
@@ -161,7 +161,7 @@ class Bay:
             else:
                 status = "SuspendedEVSE" if self.limit_a < IEC_MIN_A else "Charging"
         if draw != self.draw:
-            self._draw(draw)
+            self._set_draw(draw)
         if ev is None:
             self._idle_until = sessions[0].arrive_s if sessions else math.inf
         self.offline = self._offline_s[0] <= now < self._offline_s[1]
@@ -172,7 +172,7 @@ class Bay:
             seen = self.seen = self.charger._replace(status=status, draw_a=draw)
         return seen
 
-    def _draw(self, draw: tuple[float, float, float]) -> None:
+    def _set_draw(self, draw: tuple[float, float, float]) -> None:
         """The car's line currents changed to `draw`."""
         if not any(draw):
             self.draw, self.site_draw = NO_DRAW, self._no_site_draw
