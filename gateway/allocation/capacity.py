@@ -30,7 +30,6 @@ _PER_PHASE = tuple(
 )
 
 
-
 def _getter(subsets: tuple[int, ...]) -> itemgetter | None:
     return itemgetter(*subsets) if subsets else None
 
