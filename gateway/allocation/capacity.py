@@ -48,10 +48,6 @@ def positive(value: float) -> float:
     return value if value > 0.0 else 0.0
 
 
-def popcount(mask: int) -> int:
-    return POPCOUNT[mask]
-
-
 class Capacity:
     __slots__ = ("cap",)
 
