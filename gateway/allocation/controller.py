@@ -251,7 +251,7 @@ class Controller:
                 and c.id not in switching
                 and s[:_SESSION_END] == _SESSION_FRESH
             ):
-                chargers.append(c if c.idle_s == 0.0 else c._replace(idle_s=0.0))
+                chargers.append(c if c.idle_s == 0.0 else _with_idle_s(c, 0.0))
                 plans.append(_SETTLED)
                 continue
             if active and c.mode in _BALANCE_MODES:
@@ -264,7 +264,7 @@ class Controller:
                 c = phases.in_force(c, s.phase, snapshot.site.phases)
             elif s.phase is not None:
                 plan.set("phase", None)  # switching refused since: all its phases
-            chargers.append(c if c.idle_s == idle_s else c._replace(idle_s=idle_s))
+            chargers.append(c if c.idle_s == idle_s else _with_idle_s(c, idle_s))
             plans.append(plan)
         external = external_limit if external_limit and external_limit.active(now) else None
 
@@ -653,6 +653,15 @@ def _log_transitions(
         log.info("%s", _external_text(external, now))
     elif state.external_limit and not limited:
         log.info("external site limit ended")
+
+
+_IDLE_S = Charger._fields.index("idle_s")
+
+
+def _with_idle_s(c: Charger, idle_s: float) -> Charger:
+    """`c._replace(idle_s=idle_s)`, written out (half the cost): it runs every cycle for
+    every idle car."""
+    return Charger._make((*c[:_IDLE_S], idle_s, *c[_IDLE_S + 1 :]))
 
 
 def _idle_since(c: Charger, s: ChargerState, now: float) -> float | None:
