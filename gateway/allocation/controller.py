@@ -21,7 +21,6 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from operator import attrgetter
 from typing import Any, NamedTuple
 
 from gateway.allocation import phases
@@ -51,7 +50,16 @@ _LAST = 1_000_000
 # What a Solar or Excess car held at its minimum may take from the battery (Excess: or
 # the grid) beyond the owner's assist before the hold gives way: meter noise, a car's lag.
 _HOLD_NOISE_W = 100.0
-_SUN_MODES = (Mode.SOLAR, Mode.EXCESS)
+# Enum members read per cycle, as globals: reading one off its class costs several times
+# as much (EnumType defines __getattr__).
+_STANDARD, _ECO, _SOLAR, _EXCESS = Mode.STANDARD, Mode.ECO, Mode.SOLAR, Mode.EXCESS
+_NOT_ACTIVE, _RELEASED, _RAMPING = Reason.NOT_ACTIVE, Reason.RELEASED, Reason.RAMPING
+_NET = Metering.NET
+# What the allocator says of a grid an external limit caps: the limit's doing.
+_EXTERNAL_REASONS = (Reason.BREAKER_LIMIT, Reason.NO_CAPACITY)
+_SUN_MODES = (_SOLAR, _EXCESS)
+# The modes that read the balance (`_Balance`): on the sun, or Eco above its minimum.
+_BALANCE_MODES = frozenset({_SOLAR, _EXCESS, _ECO})
 
 
 class ExternalLimit(NamedTuple):
@@ -84,6 +92,7 @@ class ChargerState(NamedTuple):
     idle_since: float | None = None  # SuspendedEV and drawing < 1 A since
     lowered_at: float | None = None  # the last reduction of the command (the guard's patience)
     following: bool = False  # eco: following surplus above its minimum
+    # Kept when a car leaves (the fields above are the session's: `_SESSION_END`).
     starts: int = 0
     stops: int = 0
     phase: PhaseState | None = None  # phase switching chargers only (kept across sessions)
@@ -97,15 +106,11 @@ class ChargerState(NamedTuple):
 
 _FRESH = ChargerState()
 _NOT_ACTIVE_TEXT = Reason.NOT_ACTIVE.text
-# What a car leaving resets (the counters stay).
-_SESSION_DEFAULTS = tuple(
-    (name, getattr(_FRESH, name))
-    for name in ChargerState._fields
-    if name not in ("starts", "stops", "phase")
-)
-# Those fields of a state at once (one C call), to tell a state with nothing to reset.
-_session_fields = attrgetter(*(name for name, _ in _SESSION_DEFAULTS))
-_SESSION_FRESH = _session_fields(_FRESH)
+# What a car leaving resets: the fields before the counters. A state's slice up to here
+# tells at once (one C call) whether it has anything to reset.
+_SESSION_END = ChargerState._fields.index("starts")
+_SESSION_FRESH = _FRESH[:_SESSION_END]
+_SESSION_DEFAULTS = tuple(zip(ChargerState._fields[:_SESSION_END], _SESSION_FRESH, strict=True))
 
 
 class ControllerState(NamedTuple):
@@ -127,34 +132,41 @@ class Decision(NamedTuple):
 
 
 class _Plan:
-    """One charger's command being worked out, and its state changes (applied once).
+    """One charger's command being worked out, and its state changes (applied once)."""
 
-    `settled`: no car, and nothing of a session left to forget (most chargers most of the
-    day): its command is 0 and its state stays as it is, with nothing to work out.
-    """
+    __slots__ = ("changes", "detail", "limit", "reason", "state")
 
-    __slots__ = ("changes", "detail", "limit", "reason", "settled", "state")
-
-    def __init__(self, state: ChargerState, settled: bool = False) -> None:
+    def __init__(self, state: ChargerState) -> None:
         self.limit = 0.0
-        self.reason = Reason.NOT_ACTIVE
+        self.reason = _NOT_ACTIVE
         self.detail = _NOT_ACTIVE_TEXT
         self.state = state
-        self.settled = settled
         self.changes: dict[str, Any] = {}
 
     def get(self, name: str) -> Any:
         changes = self.changes
         return changes[name] if name in changes else getattr(self.state, name)
 
-    def set(self, **changes: Any) -> None:
-        state, mine = self.state, self.changes
-        for name, value in changes.items():
-            if name in mine or value != getattr(state, name):
-                mine[name] = value
+    def set(self, name: str, value: Any) -> None:
+        """Record a change: one from the state, or of a change already recorded."""
+        if name in self.changes or value != getattr(self.state, name):
+            self.changes[name] = value
 
     def new_state(self) -> ChargerState:
-        return self.state._replace(**self.changes) if self.changes else self.state
+        changes = self.changes
+        if not changes:
+            return self.state
+        # `_replace`, written out: its keyword handling costs more than the fields.
+        return ChargerState._make(map(changes.get, _FIELDS, self.state))
+
+
+_FIELDS = ChargerState._fields
+# The plan of every settled charger: no car, and nothing of a session left to forget
+# (most chargers most of the day). Its command is 0, its state stays as it is, and there
+# is nothing to work out: one plan serves them all, and nothing changes it (a limit of 0
+# is never above an allocation, nor cut by the guard). Its state has the session fields
+# of every settled charger's (all fresh).
+_SETTLED = _Plan(_FRESH)
 
 
 def _floor(value: float) -> float:
@@ -179,6 +191,9 @@ class Controller:
         self.timings = dict(timings or {})
         self.failsafe_a = dict(failsafe_a or {})
         self.phase_switching = dict(phase_switching or {})
+        # A settled charger's command, by id: out of failsafe, in failsafe (always the
+        # same immutable value, built once).
+        self._settled_commands: tuple[dict[str, Command], dict[str, Command]] = ({}, {})
 
     @classmethod
     def for_chargers(cls, settings: ControlSettings, chargers: Iterable[Any]) -> Controller:
@@ -224,49 +239,52 @@ class Controller:
         switching = self.phase_switching
         plans = []
         chargers = []
+        # Only the surplus rules of an active Solar or Excess car and the dead band of a
+        # car on the sun (those, or Eco above its minimum) read the balance.
+        sun_cars = False
         for c in snapshot.chargers:
             s = known.get(c.id, _FRESH)
+            active = c.status in ACTIVE_STATUSES
             if (
-                c.status not in ACTIVE_STATUSES
+                not active
                 and s.phase is None
                 and c.id not in switching
-                and _session_fields(s) == _SESSION_FRESH
+                and s[:_SESSION_END] == _SESSION_FRESH
             ):
-                chargers.append(c if c.idle_s == 0.0 else c._replace(idle_s=0.0))
-                plans.append(_Plan(s, settled=True))
+                chargers.append(c if c.idle_s == 0.0 else _with_idle_s(c, 0.0))
+                plans.append(_SETTLED)
                 continue
+            if active and c.mode in _BALANCE_MODES:
+                sun_cars = True
             plan = _Plan(s)
-            idle_since = _idle_since(c, plan.state, now)
-            plan.set(idle_since=idle_since)
+            idle_since = _idle_since(c, s, now)
+            plan.set("idle_since", idle_since)
             idle_s = 0.0 if idle_since is None else now - idle_since
             if c.id in switching:
-                c = phases.in_force(c, plan.state.phase, snapshot.site.phases)
-            elif plan.state.phase is not None:
-                plan.set(phase=None)  # switching refused since: all its phases
-            chargers.append(c if c.idle_s == idle_s else c._replace(idle_s=idle_s))
+                c = phases.in_force(c, s.phase, snapshot.site.phases)
+            elif s.phase is not None:
+                plan.set("phase", None)  # switching refused since: all its phases
+            chargers.append(c if c.idle_s == idle_s else _with_idle_s(c, idle_s))
             plans.append(plan)
         external = external_limit if external_limit and external_limit.active(now) else None
 
         if grid_age_s > self.settings.stale_after_s:
             for c, plan in zip(chargers, plans, strict=True):
-                self._failsafe(plan, c, grid_age_s)
+                if plan is not _SETTLED:
+                    self._failsafe(plan, c, grid_age_s)
             return self._finish(state, chargers, plans, now, None, external, failsafe=True)
 
         above_min, above_target = self._soc_flags(state, snapshot)
         site = _adjusted_site(
             snapshot.site, external, above_min, above_target, self.settings.soc_hysteresis_pct
         )
-        adjusted = Snapshot(site=site, measurements=snapshot.measurements, chargers=tuple(chargers))
+        adjusted = Snapshot(site, snapshot.measurements, tuple(chargers))
         allocation = allocate(adjusted)
-        # Only the surplus rules of an active Solar or Excess car and the dead band of a
-        # car on the sun (those, or Eco above its minimum) read the balance.
-        sun_cars = any(
-            (c.mode in _SUN_MODES or c.mode is Mode.ECO) and c.status in ACTIVE_STATUSES
-            for c in chargers
-        )
         balance = _balance(adjusted) if sun_cars else None
+        last_now = state.last_now
         for c, plan, a in zip(chargers, plans, allocation.chargers, strict=True):
-            self._plan(plan, c, a, balance, now, state.last_now)
+            if plan is not _SETTLED:
+                self._plan(plan, c, a, balance, now, last_now)
         if self.phase_switching:
             for i, (c, plan) in enumerate(zip(chargers, plans, strict=True)):
                 if c.id in self.phase_switching:
@@ -279,7 +297,7 @@ class Controller:
             else:
                 log.info("guard: measured grid current back under the limit")
             state = state._replace(guarding=bool(over))
-        if (above_min, above_target) != (state.soc_above_min, state.soc_above_target):
+        if above_min != state.soc_above_min or above_target != state.soc_above_target:
             state = state._replace(soc_above_min=above_min, soc_above_target=above_target)
         return self._finish(state, chargers, plans, now, allocation, external, failsafe=False)
 
@@ -295,25 +313,38 @@ class Controller:
     ) -> tuple[ControllerState, Decision]:
         commands = []
         states = {}
+        known = state.chargers
+        settled = self._settled_commands[failsafe]
         for charger, plan in zip(chargers, plans, strict=True):
-            if plan.settled:
-                states[charger.id] = plan.state
-                commands.append(
-                    Command(charger.id, 0.0, Reason.NOT_ACTIVE, _NOT_ACTIVE_TEXT, failsafe)
-                )
+            cid = charger.id
+            if plan is _SETTLED:
+                states[cid] = known.get(cid, _FRESH)
+                command = settled.get(cid)
+                if command is None:
+                    command = Command(cid, 0.0, _NOT_ACTIVE, _NOT_ACTIVE_TEXT, failsafe)
+                    settled[cid] = command
+                commands.append(command)
                 continue
             _count(plan, now)
-            states[charger.id] = plan.new_state()
+            states[cid] = plan.new_state()
             reason, detail = plan.reason, plan.detail
-            if external is not None and reason in (Reason.BREAKER_LIMIT, Reason.NO_CAPACITY):
+            if external is not None and reason in _EXTERNAL_REASONS:
                 reason, detail = Reason.EXTERNAL_LIMIT, _external_text(external, now)
             phase = plan.get("phase")
             sent = None if phase is None else phase.phases
-            commands.append(Command(charger.id, plan.limit, reason, detail, failsafe, sent))
+            commands.append(Command(cid, plan.limit, reason, detail, failsafe, sent))
         limited = external is not None
-        _log_transitions(state, failsafe, limited, len(chargers), external, now)
-        new_state = state._replace(
-            chargers=states, last_now=now, failsafe=failsafe, external_limit=limited
+        if failsafe != state.failsafe or limited != state.external_limit:
+            _log_transitions(state, failsafe, limited, len(chargers), external, now)
+        # Built positionally: `_replace` costs several times as much.
+        new_state = ControllerState(
+            states,
+            state.soc_above_min,
+            state.soc_above_target,
+            now,
+            failsafe,
+            limited,
+            state.guarding,
         )
         return new_state, Decision(tuple(commands), allocation, failsafe, limited)
 
@@ -355,18 +386,17 @@ class Controller:
         last_now: float | None,
     ) -> None:
         """`balance`: None when no Solar, Excess or Eco car is active (nothing reads it)."""
-        if plan.settled:
-            return
         if c.status not in ACTIVE_STATUSES:
             _reset(plan)
             return
-        plan.limit, plan.reason, plan.detail = a.allocated_a, a.reason, a.reason.text
-        if a.reason is Reason.RELEASED:
+        reason = a.reason
+        plan.limit, plan.reason, plan.detail = a.allocated_a, reason, reason.text
+        if reason is _RELEASED:
             return  # the car is not drawing: no start, stop or pause to manage
         t = self.timing(c.id)
         if balance is not None and c.mode in _SUN_MODES:
             self._surplus_rules(plan, c, t, balance, now)
-        elif c.mode is Mode.ECO:
+        elif c.mode is _ECO:
             self._eco_rules(plan, c, t, now)
         self._pause(plan, c, t, now)
         on_battery = balance is not None and balance.feeds_sun(c, plan.state.limit_a)
@@ -380,27 +410,28 @@ class Controller:
         Neither holds a car's minimum on the battery (beyond the owner's assist), and an
         Excess hold never imports: a hold that would is a stop."""
         on = plan.state.limit_a > 0.0 or plan.state.switch_paused
-        mode = c.mode.value
         carried = plan.limit > 0.0  # the allocator gives 0 or at least the minimum
-        if c.mode is Mode.EXCESS and (carried or balance.refreshes(c)):
-            plan.set(hold_until=now + t.excess_hold_s)
+        if c.mode is _EXCESS and (carried or balance.refreshes(c)):
+            plan.set("hold_until", now + t.excess_hold_s)
         if carried:
             since = _since(plan.get("surplus_since"), now)
-            plan.set(surplus_since=since, short_since=None)
+            plan.set("surplus_since", since)
+            plan.set("short_since", None)
             wait = t.start_delay_s - (now - since)
             if not on and wait > EPS:
                 plan.limit, plan.reason = 0.0, Reason.START_DELAY
-                plan.detail = f"{mode}: waiting {wait:.0f} s to start"
+                plan.detail = f"{c.mode}: waiting {wait:.0f} s to start"
             return
         short = _since(plan.get("short_since"), now) if on else None
-        plan.set(surplus_since=None, short_since=short)
+        plan.set("surplus_since", None)
+        plan.set("short_since", short)
         if short is None:
             return
         if balance.battery_to_sun_cars_w > balance.assist_w + _HOLD_NOISE_W:
             plan.reason = Reason.BATTERY_WOULD_DISCHARGE
-            plan.detail = f"{mode}: stopped, the battery would discharge for it"
+            plan.detail = f"{c.mode}: stopped, the battery would discharge for it"
             return
-        if c.mode is Mode.SOLAR:
+        if c.mode is _SOLAR:
             left = t.stop_delay_s - (now - short)
             if left > EPS:
                 plan.limit, plan.reason = c.min_a, Reason.STOP_DELAY
@@ -420,7 +451,9 @@ class Controller:
         if plan.limit > c.min_a + EPS:
             since = _since(plan.get("surplus_since"), now)
             following = plan.get("following") or now - since >= t.start_delay_s - EPS
-            plan.set(surplus_since=since, short_since=None, following=following)
+            plan.set("surplus_since", since)
+            plan.set("short_since", None)
+            plan.set("following", following)
             if not following:
                 wait = t.start_delay_s - (now - since)
                 plan.limit, plan.reason = c.min_a, Reason.START_DELAY
@@ -428,7 +461,9 @@ class Controller:
             return
         short = _since(plan.get("short_since"), now) if plan.get("following") else None
         following = short is not None and now - short < t.stop_delay_s - EPS
-        plan.set(surplus_since=None, short_since=short if following else None, following=following)
+        plan.set("surplus_since", None)
+        plan.set("short_since", short if following else None)
+        plan.set("following", following)
 
     def _pause(self, plan: _Plan, c: Charger, t: Timing, now: float) -> None:
         stopped_at = plan.state.stopped_at
@@ -437,7 +472,7 @@ class Controller:
         left = t.min_pause_s - (now - stopped_at)
         if left > EPS:
             plan.limit, plan.reason = 0.0, Reason.MIN_PAUSE
-            plan.detail = f"{c.mode.value}: paused after stop, {left:.0f} s left"
+            plan.detail = f"{c.mode}: paused after stop, {left:.0f} s left"
 
     def _ramp(
         self,
@@ -468,7 +503,7 @@ class Controller:
                 plan.limit = min(want, max(c.min_a, _floor(want - t.dead_band_a / 2)))
             else:
                 plan.limit = last if within else want
-            plan.set(ramp_since=None)
+            plan.set("ramp_since", None)
             return
         since = plan.get("ramp_since")
         if since is None:
@@ -479,12 +514,12 @@ class Controller:
         step = _floor(min(want, allowed))
         if step - last >= t.dead_band_a - EPS or (last <= 0.0 and step >= c.min_a and step > 0):
             plan.limit = step
-            plan.set(ramp_since=now)
+            plan.set("ramp_since", now)
         else:
             plan.limit = last
-            plan.set(ramp_since=since)
+            plan.set("ramp_since", since)
         if plan.limit < want:
-            plan.reason = Reason.RAMPING
+            plan.reason = _RAMPING
             plan.detail = f"ramping up to {want:g} A"
 
     # -- phase switching ------------------------------------------------------------------
@@ -498,13 +533,13 @@ class Controller:
         settings = self.phase_switching[c.id]
         old = plan.state.phase or phases.initial(settings)
         a = allocation.by_id[c.id]
-        if c.status not in ACTIVE_STATUSES or a.reason is Reason.RELEASED:
+        if c.status not in ACTIVE_STATUSES or a.reason is _RELEASED:
             if c.status not in ACTIVE_STATUSES:
-                plan.set(phase=phases.leave(settings, old))
+                plan.set("phase", phases.leave(settings, old))
             return
         charging = plan.state.limit_a > 0.0
         new = phases.observe(settings, old, snapshot, index, a.allocated_a, charging, now)
-        plan.set(phase=new)
+        plan.set("phase", new)
         if new.ignored and not old.ignored:
             log.warning(
                 "charger %s: told %d phase(s) but draws on %s A: it ignores phase switching;"
@@ -524,6 +559,11 @@ class Controller:
 
     def _check_holds(self, snapshot: Snapshot, allocation: Allocation, plans: list[_Plan]) -> None:
         """Cut holds above the allocation to what is left once everyone else is served."""
+        for p, a in zip(plans, allocation.chargers, strict=True):
+            if p.limit > a.allocated_a + EPS:
+                break
+        else:
+            return  # nothing held: the usual cycle
         held = {
             c.id
             for c, p, a in zip(snapshot.chargers, plans, allocation.chargers, strict=True)
@@ -535,10 +575,10 @@ class Controller:
         for c, p in zip(snapshot.chargers, plans, strict=True):
             if c.id in held:
                 pinned.append(
-                    c._replace(mode=Mode.STANDARD, max_a=p.limit, priority=c.priority + _LAST)
+                    c._replace(mode=_STANDARD, max_a=p.limit, priority=c.priority + _LAST)
                 )
             elif p.limit > 0.0:
-                pinned.append(c._replace(mode=Mode.STANDARD, min_a=p.limit, max_a=p.limit))
+                pinned.append(c._replace(mode=_STANDARD, min_a=p.limit, max_a=p.limit))
             else:
                 pinned.append(c._replace(status="Available"))
         check = allocate(snapshot._replace(chargers=tuple(pinned)))
@@ -546,7 +586,7 @@ class Controller:
             granted = check.by_id[c.id].allocated_a
             if c.id in held and granted < p.limit - EPS:
                 p.reason = Reason.BREAKER_LIMIT if granted > 0.0 else Reason.NO_CAPACITY
-                p.detail = f"{c.mode.value}: breaker cannot carry {p.limit:g} A"
+                p.detail = f"{c.mode}: breaker cannot carry {p.limit:g} A"
                 p.limit = granted
 
 
@@ -615,6 +655,15 @@ def _log_transitions(
         log.info("external site limit ended")
 
 
+_IDLE_S = Charger._fields.index("idle_s")
+
+
+def _with_idle_s(c: Charger, idle_s: float) -> Charger:
+    """`c._replace(idle_s=idle_s)`, written out (half the cost): it runs every cycle for
+    every idle car."""
+    return Charger._make((*c[:_IDLE_S], idle_s, *c[_IDLE_S + 1 :]))
+
+
 def _idle_since(c: Charger, s: ChargerState, now: float) -> float | None:
     if c.status == "SuspendedEV" and sum(c.draw_a) < DRAWING_A:
         return _since(s.idle_since, now)
@@ -681,13 +730,13 @@ class _Balance(NamedTuple):
         Such a car is allocated exactly the sun's surplus, and a battery that follows the
         load covers whatever it draws beyond that: a reduction the dead band held back
         would be the battery's (with net metering nothing else is left to cover it)."""
-        on_sun = c.mode in _SUN_MODES or (c.mode is Mode.ECO and last_a > c.min_a + EPS)
+        on_sun = c.mode in _SUN_MODES or (c.mode is _ECO and last_a > c.min_a + EPS)
         return on_sun and self.battery_to_cars_w > self.assist_w
 
     def refreshes(self, c: Charger) -> bool:
         """The excess hold is renewed while the sun's export plus the car's own draw
         exceeds the threshold (the car's draw is its own, not export it has used up)."""
-        if self.site.metering is Metering.NET:
+        if self.site.metering is _NET:
             export_w = max(0.0, sum(self.sun_w))
         else:
             export_w = sum(max(0.0, w) for w in self.sun_w)
@@ -696,7 +745,7 @@ class _Balance(NamedTuple):
 
     def taken_w(self, c: Charger) -> float:
         """What the grid and the battery give on the car's phases (net: on the site)."""
-        if self.site.metering is Metering.NET:
+        if self.site.metering is _NET:
             return max(0.0, -sum(self.sun_w))
         phases = c.phase_map[: wired_lines(c, self.site.phases)]
         return sum(max(0.0, -self.sun_w[PHASE_NAMES.index(p)]) for p in phases)
@@ -705,8 +754,11 @@ class _Balance(NamedTuple):
 def _balance(snapshot: Snapshot) -> _Balance:
     m, site = snapshot.measurements, snapshot.site
     volts = sum(m.voltage_v) / len(m.voltage_v) if m.voltage_v else site.voltage_v
-    discharge_w = max(0.0, m.battery_power_w or 0.0)
-    sun_w = tuple(-a * volts - discharge_w / site.phases for a in m.grid_current_a)
+    # max(0.0, ...) written out, and no generator: this runs every cycle a car is on the sun.
+    power_w = m.battery_power_w or 0.0
+    discharge_w = power_w if power_w > 0.0 else 0.0
+    share_w = discharge_w / site.phases
+    sun_w = tuple([-a * volts - share_w for a in m.grid_current_a])
     battery, soc = site.battery, m.battery_soc
     if battery is None or discharge_w <= 0.0:
         return _Balance(site, volts, sun_w, 0.0, 0.0, 0.0)
@@ -723,15 +775,15 @@ def _balance(snapshot: Snapshot) -> _Balance:
         sun_w,
         max(0.0, to_cars_w - allowed_w),
         to_cars_w,
-        allowance_w(battery, Mode.SOLAR, soc),
+        allowance_w(battery, _SOLAR, soc),
     )
 
 
 def _reset(plan: _Plan) -> None:
     """No car: command 0, forget the session's timers, keep the counters."""
-    plan.limit, plan.reason, plan.detail = 0.0, Reason.NOT_ACTIVE, _NOT_ACTIVE_TEXT
+    plan.limit, plan.reason, plan.detail = 0.0, _NOT_ACTIVE, _NOT_ACTIVE_TEXT
     s = plan.state
-    if _session_fields(s) == _SESSION_FRESH:  # idle for a while: the usual case
+    if s[:_SESSION_END] == _SESSION_FRESH:  # idle for a while: the usual case
         plan.changes = {}
     else:
         plan.changes = {n: fresh for n, fresh in _SESSION_DEFAULTS if getattr(s, n) != fresh}
@@ -744,12 +796,15 @@ def _count(plan: _Plan, now: float) -> None:
     """Note the command sent: count starts and stops (not of a released car), and the
     stop time."""
     last, limit = plan.state.limit_a, plan.limit
-    plan.set(limit_a=limit)
+    plan.set("limit_a", limit)
     if limit < last:
-        plan.set(lowered_at=now)
+        plan.set("lowered_at", now)
     if plan.reason in _UNCOUNTED or plan.state.switch_paused:
         return  # a pause for a phase switch, and the resume after it, are not stops/starts
     if limit > 0.0 and last <= 0.0:
-        plan.set(starts=plan.state.starts + 1, short_since=None)
+        plan.set("starts", plan.state.starts + 1)
+        plan.set("short_since", None)
     elif limit <= 0.0 < last:
-        plan.set(stops=plan.state.stops + 1, stopped_at=now, short_since=None)
+        plan.set("stops", plan.state.stops + 1)
+        plan.set("stopped_at", now)
+        plan.set("short_since", None)

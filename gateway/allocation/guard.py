@@ -55,11 +55,15 @@ def measured_over(
 ) -> tuple[tuple[float, ...], float]:
     """The measured excess per site phase over the breaker, and the import over the cap
     (zeros: nothing to guard, the usual cycle)."""
-    n = site.phases
-    over = tuple(max(0.0, a - site.main_breaker_a) for a in grid_current_a[:n])
+    # max(0.0, ...) written out, and no generator: this runs every cycle.
+    grid = grid_current_a[: site.phases]
+    breaker = site.main_breaker_a
+    over = tuple([a - breaker if a > breaker else 0.0 for a in grid])
     cap = site.max_import_w
-    import_over = max(0.0, sum(grid_current_a[:n]) * volts - cap) if cap is not None else 0.0
-    return over, import_over
+    if cap is None:
+        return over, 0.0
+    import_w = sum(grid) * volts
+    return over, import_w - cap if import_w > cap else 0.0
 
 
 def guard(
