@@ -116,7 +116,6 @@ class Bay:
         self.limit_a = 0.0
         self.phases: int | None = None  # the phase set the charger was told, if any
         self.sent_at = 0.0  # when the charger last received a limit
-        self.now = 0.0
         self.delivered_wh = 0.0  # by cars that have left
         # As of `now` (set by advance):
         self.draw = NO_DRAW  # the car's line currents; NO_DRAW itself while it draws nothing
@@ -127,15 +126,15 @@ class Bay:
         self._offline_s = _NEVER
         self._offers_a: float | None = None
         self.room_a = 0.0  # what its car could take at most, in A summed over its lines
-        # No car here and none due before then: advance has nothing to work out (most
-        # cycles of an empty charger). -inf until the first advance has looked.
+        # Nothing changes before then: no car here and none due, or a full car that will
+        # not leave nor its charger go offline or come back before then; advance has
+        # nothing to work out (most cycles of a charger). -inf until the first advance.
         self._idle_until = -math.inf
 
     def advance(self, now: float, volts: float) -> Charger:
         """Move to `now` (the car charges, leaves, the next one arrives); the charger as
         the gateway sees it then: status and draw, an offline one as the hub's inputs give
         it (Unavailable, nothing of its draw subtracted)."""
-        self.now = now
         if now < self._idle_until:
             return self.seen
         ev, session = self.ev, self.session
@@ -162,9 +161,16 @@ class Bay:
                 status = "SuspendedEVSE" if self.limit_a < IEC_MIN_A else "Charging"
         if draw != self.draw:
             self.draw = draw if any(draw) else NO_DRAW
+        off_from, off_until = self._offline_s
         if ev is None:
             self._idle_until = sessions[0].arrive_s if sessions else math.inf
-        self.offline = self._offline_s[0] <= now < self._offline_s[1]
+        elif ev.full and session is not None:
+            # A full car draws nothing (EV.advance) and its charger shows SuspendedEV
+            # until it leaves: skipping its advances until then leaves its energy as it is.
+            until = session.leave_s
+            edge = off_from if now < off_from else off_until
+            self._idle_until = edge if now < edge and edge < until else until
+        self.offline = off_from <= now < off_until
         if self.offline:
             status, draw = "Unavailable", NO_DRAW
         seen = self.seen
@@ -339,7 +345,8 @@ class SiteModel:
         ev_a = [0.0] * premises._phases
         chargers = []
         for bay in self.bays:
-            chargers.append(bay.advance(now, volts))
+            # Nothing to work out (Bay._idle_until): advance would return at once.
+            chargers.append(bay.seen if now < bay._idle_until else bay.advance(now, volts))
             draw = bay.draw
             if draw is not NO_DRAW:  # a charger drawing nothing adds nothing
                 for line, p in bay.wiring:
@@ -360,7 +367,14 @@ class SiteModel:
         # Checked above, once: zip's strict= keyword is parsed on every call (~1.6k
         # instructions in Python 3.11).
         for bay, command in zip(self.bays, commands):  # noqa: B905
-            bay.offer(command.limit_a, now, command.phases)
+            if bay.ev is None and not bay.offline:
+                # Bay.offer written out for most cycles of a charger: no car there, it
+                # keeps the limit for the next (the call would cost more than the work).
+                bay.limit_a, bay.sent_at = command.limit_a, now
+                if command.phases is not None:
+                    bay.phases = command.phases
+            else:
+                bay.offer(command.limit_a, now, command.phases)
         battery = self.premises.battery
         if battery is not None and battery.controlled:
             # The hub's rule (gateway.allocation.hold) on an inverter that obeys at once,
