@@ -32,13 +32,15 @@ class EV:
     _offered_a: float = 0.0
     _last_t: float | None = None
     # Read several times a cycle, so kept as plain attributes: set here and wherever what
-    # they follow changes (offer: the phase set; advance: the energy).
+    # they follow changes (offer: the phase set; advance: the energy and the draw).
     lines: int = field(init=False)  # lines the car draws on now
     full: bool = field(init=False)  # it has all it wanted
+    currents: tuple[float, float, float] = field(init=False)  # line_currents()
 
     def __post_init__(self) -> None:
         self.lines = self._lines()
         self.full = self.delivered_wh >= self.energy_wanted_wh
+        self.currents = self.line_currents()
 
     def _lines(self) -> int:
         if self.ignores_phase_switch:
@@ -52,8 +54,10 @@ class EV:
             lines = self.lines
             self.offered_phases = phases
             self.lines = self._lines()
-            if self.lines != lines and self.draw_a >= 1.0:
-                self.switched_under_load += 1
+            if self.lines != lines:
+                self.currents = self.line_currents()
+                if self.draw_a >= 1.0:
+                    self.switched_under_load += 1
         if limit_a == self._offered_a:
             return
         self._offered_a = limit_a
@@ -70,11 +74,13 @@ class EV:
             self.delivered_wh += draw * voltage_v * self.lines * hours
             self.full = self.delivered_wh >= self.energy_wanted_wh
         self._last_t = now
-        pending = self._pending
+        was, pending = draw, self._pending
         while pending and pending[0][0] <= now:
             draw = self.draw_a = pending.pop(0)[1]
         if draw and self.full:
             draw = self.draw_a = 0.0
+        if draw != was:
+            self.currents = self.line_currents()
         return draw
 
     def line_currents(self) -> tuple[float, float, float]:

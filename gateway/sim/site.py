@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from operator import add
 
 from gateway.allocation.controller import Command
 from gateway.allocation.hold import hold_limit
@@ -51,7 +50,7 @@ BEHAVIOURS = ("obeys", "ignores_limits", "offline")
 # How long an unreachable charger keeps its last limit: the default `[ocpp] validity_s`.
 VALIDITY_S = 120.0
 # The line currents of a charger drawing nothing: one shared tuple, so that the cycle can
-# tell it by identity and skip adding its zeros.
+# tell it by identity and skip it.
 NO_DRAW = (0.0, 0.0, 0.0)
 # The offline window of a session that is never offline.
 _NEVER = (math.inf, math.inf)
@@ -107,35 +106,35 @@ class Bay:
         self.charger = charger
         self.sessions = sorted(sessions, key=lambda s: s.arrive_s)
         self.lines = min(charger.phases, len(charger.phase_map), site_phases)
-        # The site phase of each line it has wired (distinct: the config checks phase_map).
-        self.site_phase = [PHASE_NAMES.index(p) for p in charger.phase_map[: self.lines]]
-        self._no_site_draw = (0.0,) * site_phases
+        # (line, site phase) of each line it has wired (distinct phases: the config checks
+        # phase_map).
+        self.wiring = tuple(
+            (line, PHASE_NAMES.index(p)) for line, p in enumerate(charger.phase_map[: self.lines])
+        )
         self.session: Session | None = None
         self.ev: EV | None = None
         self.limit_a = 0.0
         self.phases: int | None = None  # the phase set the charger was told, if any
         self.sent_at = 0.0  # when the charger last received a limit
-        self.now = 0.0
         self.delivered_wh = 0.0  # by cars that have left
         # As of `now` (set by advance):
         self.draw = NO_DRAW  # the car's line currents; NO_DRAW itself while it draws nothing
-        self.site_draw = self._no_site_draw  # the same per site phase
         self.offline = False  # unreachable (an "offline" session in its window)
         self.seen = charger  # the charger as the gateway sees it
         # The session's behaviour, worked out once at its arrival: when it is unreachable
         # (from, until), and what its car is offered instead of the limit (None: the limit).
         self._offline_s = _NEVER
         self._offers_a: float | None = None
-        self._room_a = 0.0
-        # No car here and none due before then: advance has nothing to work out (most
-        # cycles of an empty charger). -inf until the first advance has looked.
+        self.room_a = 0.0  # what its car could take at most, in A summed over its lines
+        # Nothing changes before then: no car here and none due, or a full car that will
+        # not leave nor its charger go offline or come back before then; advance has
+        # nothing to work out (most cycles of a charger). -inf until the first advance.
         self._idle_until = -math.inf
 
     def advance(self, now: float, volts: float) -> Charger:
         """Move to `now` (the car charges, leaves, the next one arrives); the charger as
         the gateway sees it then: status and draw, an offline one as the hub's inputs give
         it (Unavailable, nothing of its draw subtracted)."""
-        self.now = now
         if now < self._idle_until:
             return self.seen
         ev, session = self.ev, self.session
@@ -155,33 +154,29 @@ class Bay:
         if ev is None:
             status, draw = "Available", NO_DRAW
         else:
-            draw = ev.line_currents()
+            draw = ev.currents
             if ev.full:
                 status = "SuspendedEV"
             else:
                 status = "SuspendedEVSE" if self.limit_a < IEC_MIN_A else "Charging"
         if draw != self.draw:
-            self._set_draw(draw)
+            self.draw = draw if any(draw) else NO_DRAW
+        off_from, off_until = self._offline_s
         if ev is None:
             self._idle_until = sessions[0].arrive_s if sessions else math.inf
-        self.offline = self._offline_s[0] <= now < self._offline_s[1]
+        elif ev.full and session is not None:
+            # A full car draws nothing (EV.advance) and its charger shows SuspendedEV
+            # until it leaves: skipping its advances until then leaves its energy as it is.
+            until = session.leave_s
+            edge = off_from if now < off_from else off_until
+            self._idle_until = edge if now < edge and edge < until else until
+        self.offline = off_from <= now < off_until
         if self.offline:
             status, draw = "Unavailable", NO_DRAW
         seen = self.seen
         if status != seen.status or draw != seen.draw_a:
             seen = self.seen = self.charger._replace(status=status, draw_a=draw)
         return seen
-
-    def _set_draw(self, draw: tuple[float, float, float]) -> None:
-        """The car's line currents changed to `draw`."""
-        if not any(draw):
-            self.draw, self.site_draw = NO_DRAW, self._no_site_draw
-            return
-        self.draw = draw
-        site_draw = list(self._no_site_draw)
-        for p, a in zip(self.site_phase, draw, strict=False):  # the lines it has wired
-            site_draw[p] = a
-        self.site_draw = tuple(site_draw)
 
     def _leave(self) -> None:
         self.ev = self.session = None
@@ -199,8 +194,8 @@ class Bay:
         )
         self._offline_s = session.offline_s if session.behaviour == "offline" else _NEVER
         self._offers_a = self.charger.max_a if session.behaviour == "ignores_limits" else None
-        # What the car could take at most: min(charger max, car max) on each of its phases.
-        self._room_a = min(self.charger.max_a, ev.max_a) * ev.phases
+        # min(charger max, car max) on each of its phases.
+        self.room_a = min(self.charger.max_a, ev.max_a) * ev.phases
         return ev
 
     def offer(self, limit_a: float, now: float, phases: int | None = None) -> None:
@@ -231,7 +226,7 @@ class Bay:
         ev = self.ev
         if ev is None or ev.full:
             return 0.0
-        return self._room_a * volts
+        return self.room_a * volts
 
     @property
     def energy_wh(self) -> float:
@@ -269,9 +264,14 @@ class Premises:
         self.battery = battery
         self.extra_w: tuple[float, ...] = (0.0,) * site.phases
         self._last_t: float | None = None
+        # The site's figures read every cycle, kept as plain attributes: a NamedTuple
+        # field costs about four times as much to read in Python 3.11.
+        self._phases, self._volts = site.phases, site.voltage_v
+        # The inverter's whole output (PV + battery discharge) is capped at its max_w.
+        self._cap_w = site.inverter.max_w if site.inverter is not None else None
 
     def household_w(self, now: float) -> tuple[float, ...]:
-        n = self.site.phases
+        n = self._phases
         row = self.household.at(now)
         base = row if len(row) == n else (sum(row) / n,) * n
         if not any(self.extra_w):
@@ -287,16 +287,13 @@ class Premises:
     def read(self, now: float, ev_a: Sequence[float]) -> Reading:
         """Move the battery to `now` and balance the site with the cars drawing `ev_a`
         (per site phase)."""
-        site, battery = self.site, self.battery
-        volts = site.voltage_v
+        battery, volts = self.battery, self._volts
         if battery is not None and self._last_t is not None:
             battery.run(now - self._last_t)
         self._last_t = now
         household = self.household_w(now)
         pv = self.pv_w(now)
-        # The inverter's whole output (PV + battery discharge) is capped at its max_w.
-        inverter = site.inverter
-        cap_w = inverter.max_w if inverter is not None else None
+        cap_w = self._cap_w
         if cap_w is not None:
             pv = cap_w if cap_w < pv else pv
         battery_w = 0.0
@@ -306,8 +303,18 @@ class Premises:
             if cap_w is not None and cap_w - pv < battery.power_w:
                 battery.power_w = cap_w - pv
             battery_w, soc = battery.power_w, battery.soc
-        source_a = (pv + battery_w) / volts / site.phases
-        grid = tuple([household[p] / volts + ev_a[p] - source_a for p in range(site.phases)])
+        n = self._phases
+        source_a = (pv + battery_w) / volts / n
+        if n == 3:  # written out: the comprehension costs 2.5 times as much, every cycle
+            h1, h2, h3 = household
+            a1, a2, a3 = ev_a
+            grid = (
+                h1 / volts + a1 - source_a,
+                h2 / volts + a2 - source_a,
+                h3 / volts + a3 - source_a,
+            )
+        else:
+            grid = tuple([household[p] / volts + ev_a[p] - source_a for p in range(n)])
         return Reading(household, pv, grid, battery_w, soc)
 
 
@@ -333,27 +340,41 @@ class SiteModel:
         return self.premises.battery
 
     def measure(self, now: float) -> tuple[Snapshot, Reading]:
-        site, premises = self.site, self.premises
-        volts = site.voltage_v
-        ev_a = [0.0] * site.phases
+        premises = self.premises
+        volts = premises._volts
+        ev_a = [0.0] * premises._phases
         chargers = []
         for bay in self.bays:
-            chargers.append(bay.advance(now, volts))
-            if bay.draw is not NO_DRAW:  # a charger drawing nothing adds nothing
-                ev_a = list(map(add, ev_a, bay.site_draw))
+            # Nothing to work out (Bay._idle_until): advance would return at once.
+            chargers.append(bay.seen if now < bay._idle_until else bay.advance(now, volts))
+            draw = bay.draw
+            if draw is not NO_DRAW:  # a charger drawing nothing adds nothing
+                for line, p in bay.wiring:
+                    ev_a[p] += draw[line]
         reading = premises.read(now, ev_a)
+        # Built positionally: NamedTuple keywords cost more, every cycle.
         measurements = Measurements(
-            grid_current_a=reading.grid_a,
-            pv_power_w=reading.pv_w if premises.pv is not None else None,
-            battery_soc=reading.battery_soc,
-            battery_power_w=reading.battery_w if premises.battery is not None else None,
+            reading.grid_a,  # grid_current_a
+            reading.pv_w if premises.pv is not None else None,  # pv_power_w
+            reading.battery_soc,
+            reading.battery_w if premises.battery is not None else None,  # battery_power_w
         )
-        snapshot = Snapshot(site=site, measurements=measurements, chargers=tuple(chargers))
-        return snapshot, reading
+        return Snapshot(self.site, measurements, tuple(chargers)), reading
 
     def apply(self, commands: Sequence[Command], now: float) -> None:
-        for bay, command in zip(self.bays, commands, strict=True):
-            bay.offer(command.limit_a, now, command.phases)
+        if len(commands) != len(self.bays):
+            raise ValueError(f"{len(commands)} commands for {len(self.bays)} chargers")
+        # Checked above, once: zip's strict= keyword is parsed on every call (~1.6k
+        # instructions in Python 3.11).
+        for bay, command in zip(self.bays, commands):  # noqa: B905
+            if bay.ev is None and not bay.offline:
+                # Bay.offer written out for most cycles of a charger: no car there, it
+                # keeps the limit for the next (the call would cost more than the work).
+                bay.limit_a, bay.sent_at = command.limit_a, now
+                if command.phases is not None:
+                    bay.phases = command.phases
+            else:
+                bay.offer(command.limit_a, now, command.phases)
         battery = self.premises.battery
         if battery is not None and battery.controlled:
             # The hub's rule (gateway.allocation.hold) on an inverter that obeys at once,

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.allocation.controller import Command
-from gateway.model import Mode, Site
+from gateway.model import Battery, Mode, Site
 from gateway.sim.site import Bay, Reading, Session
 
 _SURPLUS_MODES = (Mode.SOLAR, Mode.EXCESS)
@@ -107,9 +107,15 @@ class Tally:
     battery_min_soc: float | None = None
     below_soc_min_s: float = 0.0
     _within: bool = field(default=True, init=False, repr=False)  # no phase over, last cycle
+    # The site's figures read every cycle, kept as plain attributes (as in Premises).
+    _volts: float = field(default=0.0, init=False, repr=False, compare=False)
+    _breaker_a: float = field(default=0.0, init=False, repr=False, compare=False)
+    _battery: Battery | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.phases = [Excursion() for _ in range(self.site.phases)]
+        self._volts, self._breaker_a = self.site.voltage_v, self.site.main_breaker_a
+        self._battery = self.site.battery
 
     @property
     def pv_to_cars_wh(self) -> float:
@@ -124,72 +130,93 @@ class Tally:
         commands: Sequence[Command],
     ) -> None:
         """Count the interval [now, now + dt], in which `reading` holds."""
-        volts = self.site.voltage_v
+        volts = self._volts
         h = dt / 3600
         room = 0.0
         ev_w = 0.0  # adding only the cars that draw: + 0.0 would leave it as it is
         drawing: list[tuple[ChargerTally, Visit, float]] = []  # and what each draws
-        for bay, tally, command in zip(bays, self.chargers, commands, strict=True):
+        if not len(bays) == len(self.chargers) == len(commands):
+            raise ValueError("a bay, a tally and a command per charger")
+        # Checked above: as in SiteModel.apply, without zip's strict= keyword.
+        for bay, tally, command in zip(bays, self.chargers, commands):  # noqa: B905
             if command.limit_a != tally.last_limit:
                 tally.changes += 1
                 tally.last_limit = command.limit_a
-            if bay.ev is None:
+            ev = bay.ev
+            if ev is None:
                 continue
             tally.present_s += dt
-            room += bay.room_w(volts)
-            visit = self._visit(now, bay, tally)
-            power = bay.power_w(volts)
+            # Written out, with the car's room (Bay.room_w) and power (Bay.power_w): in
+            # Python 3.11 the calls would cost most of this loop, every cycle.
+            visits = tally.visits
+            if not visits or visits[-1].session is not bay.session:  # a new car is here
+                assert bay.session is not None
+                visits.append(Visit(bay.session))
+            visit = visits[-1]
+            if ev.full:  # no room, and it draws nothing (EV.advance)
+                if visit.full_s is None:
+                    visit.full_s = now  # wanted nothing
+                continue
+            room += bay.room_a * volts
+            power = ev.draw_a * ev.lines * volts
             if power > 0.0:
                 ev_w += power
                 drawing.append((tally, visit, power))
         house_w = sum(reading.household_w)
         surplus = reading.pv_w - house_w
         surplus = surplus if surplus > 0.0 else 0.0
-        pv_to_ev = surplus if surplus < ev_w else ev_w
-        house_short_w = house_w - reading.pv_w  # what the battery serves first
-        house_short_w = house_short_w if house_short_w > 0.0 else 0.0
-        battery_left_w = reading.battery_w - house_short_w
-        battery_left_w = battery_left_w if battery_left_w > 0.0 else 0.0
-        cars_left_w = ev_w - pv_to_ev
-        battery_to_ev = battery_left_w if battery_left_w < cars_left_w else cars_left_w
-        grid_to_ev = ev_w - pv_to_ev - battery_to_ev
-        solar_w = 0.0
-        for tally, visit, power in drawing:
-            share = power / ev_w * h
-            tally.pv_wh += pv_to_ev * share
-            tally.battery_wh += battery_to_ev * share
-            tally.grid_wh += grid_to_ev * share
-            if tally.mode in _SURPLUS_MODES:
-                solar_w += power
-            visit.delivered_wh += power * h
-            if visit.full_s is None and visit.delivered_wh >= visit.needed_wh:
-                visit.full_s = now + dt  # the car stops at the end of this interval
-        self.battery_to_cars_wh += battery_to_ev * h
-        self.grid_to_cars_wh += grid_to_ev * h
-        self._battery(dt, reading.battery_soc)
-        battery = self.site.battery
-        battery_first = 0.0
-        soc = reading.battery_soc
-        if battery is not None and soc is not None and soc < battery.soc_target:
-            charge_w = battery.max_charge_w
-            battery_first = charge_w if charge_w < surplus else surplus
-        left_w = surplus - battery_first
-        usable = left_w if left_w < room else room
         net_w = sum(reading.grid_a) * volts
         export = -net_w
         export = export if export > 0.0 else 0.0
         imported = net_w if net_w > 0.0 else 0.0
         self.surplus_wh += surplus * h
-        if usable > 0.0:
-            self.usable_wh += usable * h
-            self.used_wh += (usable if usable < pv_to_ev else pv_to_ev) * h
         self.exported_wh += export * h
-        spare_w = room - ev_w  # what the cars present had room for beyond their draw
-        spare_w = spare_w if spare_w > 0.0 else 0.0
-        self.exported_waiting_wh += (spare_w if spare_w < export else export) * h
         self.imported_wh += imported * h
-        self.solar_import_wh += (solar_w if solar_w < imported else imported) * h
-        within = max(reading.grid_a) - self.site.main_breaker_a <= 1e-9
+        battery = self._battery
+        soc = reading.battery_soc
+        if soc is not None:
+            if self.battery_min_soc is None or soc < self.battery_min_soc:
+                self.battery_min_soc = soc
+            if battery is not None and soc < battery.soc_min:
+                self.below_soc_min_s += dt
+        # With no car that has room or draws (a third of a bench day), every figure of
+        # the cars' below is 0 and adding it would leave the counts as they are.
+        if room > 0.0 or ev_w > 0.0:
+            pv_to_ev = surplus if surplus < ev_w else ev_w
+            house_short_w = house_w - reading.pv_w  # what the battery serves first
+            house_short_w = house_short_w if house_short_w > 0.0 else 0.0
+            battery_left_w = reading.battery_w - house_short_w
+            battery_left_w = battery_left_w if battery_left_w > 0.0 else 0.0
+            cars_left_w = ev_w - pv_to_ev
+            battery_to_ev = battery_left_w if battery_left_w < cars_left_w else cars_left_w
+            grid_to_ev = ev_w - pv_to_ev - battery_to_ev
+            solar_w = 0.0
+            for tally, visit, power in drawing:
+                share = power / ev_w * h
+                tally.pv_wh += pv_to_ev * share
+                tally.battery_wh += battery_to_ev * share
+                tally.grid_wh += grid_to_ev * share
+                if tally.mode in _SURPLUS_MODES:
+                    solar_w += power
+                visit.delivered_wh += power * h
+                if visit.full_s is None and visit.delivered_wh >= visit.session.energy_wh:
+                    visit.full_s = now + dt  # the car stops at the end of this interval
+            self.battery_to_cars_wh += battery_to_ev * h
+            self.grid_to_cars_wh += grid_to_ev * h
+            battery_first = 0.0
+            if battery is not None and soc is not None and soc < battery.soc_target:
+                charge_w = battery.max_charge_w
+                battery_first = charge_w if charge_w < surplus else surplus
+            left_w = surplus - battery_first
+            usable = left_w if left_w < room else room
+            if usable > 0.0:
+                self.usable_wh += usable * h
+                self.used_wh += (usable if usable < pv_to_ev else pv_to_ev) * h
+            spare_w = room - ev_w  # what the cars present had room for beyond their draw
+            spare_w = spare_w if spare_w > 0.0 else 0.0
+            self.exported_waiting_wh += (spare_w if spare_w < export else export) * h
+            self.solar_import_wh += (solar_w if solar_w < imported else imported) * h
+        within = max(reading.grid_a) - self._breaker_a <= 1e-9
         if not (within and self._within):  # most cycles: no phase over, none was
             self._excursions(now, dt, reading.grid_a)
         self._within = within
@@ -198,26 +225,6 @@ class Tally:
         """After the last cycle: each charger's energy as the cars counted it."""
         for tally, bay in zip(self.chargers, bays, strict=True):
             tally.energy_wh = bay.energy_wh
-
-    def _visit(self, now: float, bay: Bay, tally: ChargerTally) -> Visit:
-        """The visit of the car at `bay` (a new one when a new session is there)."""
-        visits = tally.visits
-        if not visits or visits[-1].session is not bay.session:
-            assert bay.session is not None
-            visits.append(Visit(bay.session))
-        visit = visits[-1]
-        if visit.full_s is None and bay.ev is not None and bay.ev.full:
-            visit.full_s = now  # wanted nothing
-        return visit
-
-    def _battery(self, dt: float, soc: float | None) -> None:
-        if soc is None:
-            return
-        if self.battery_min_soc is None or soc < self.battery_min_soc:
-            self.battery_min_soc = soc
-        battery = self.site.battery
-        if battery is not None and soc < battery.soc_min:
-            self.below_soc_min_s += dt
 
     def _excursions(self, now: float, dt: float, grid_a: Sequence[float]) -> None:
         """Per phase: peak, longest stretch, and A·s beyond one cycle and beyond the
