@@ -14,7 +14,7 @@ the first argument is returned, so an int maximum stays an int in the output).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import groupby
 from operator import attrgetter
 
@@ -44,6 +44,9 @@ _URGENCY = {mode: mode.urgency for mode in Mode}  # (a property: read once here)
 _STANDARD, _ECO, _SOLAR, _EXCESS = Mode.STANDARD, Mode.ECO, Mode.SOLAR, Mode.EXCESS
 _NOT_ACTIVE = Reason.NOT_ACTIVE
 _SHARED, _PRIORITY, _OPTIMIZED = Distribution.SHARED, Distribution.PRIORITY, Distribution.OPTIMIZED
+# A ChargerAllocation from its fields in order, built the way its Python-level __new__
+# builds it (tuple.__new__), without that call: one per charger per cycle.
+_new_result = partial(tuple.__new__, ChargerAllocation)
 # Per site phase count: the site phases (indexes) in each mask.
 _PHASES_IN = tuple(
     tuple(tuple(i for i in range(n) if m >> i & 1) for m in range(8)) for n in range(4)
@@ -172,10 +175,11 @@ class _Allocator:
             )
             seats.append(seat)
             draw = c.draw_a
-            site_lines = seat.site_lines
-            for k in range(seat.wired):
-                if draw[k]:  # (x - 0.0 is x: an idle charger changes nothing)
-                    household[site_lines[k]] -= draw[k]
+            if any(draw):  # (x - 0.0 is x: a charger drawing nothing changes nothing)
+                site_lines = seat.site_lines
+                for k in range(seat.wired):
+                    if draw[k]:
+                        household[site_lines[k]] -= draw[k]
         self.household = tuple(household)
         output_w = (m.pv_power_w or 0.0) + (m.battery_power_w or 0.0)
         if not output_w > 0.0:  # (max(0.0, output_w), written out)
@@ -437,8 +441,8 @@ class _Allocator:
                 target, available = figures
                 reason = _NOT_ACTIVE
             chargers.append(
-                ChargerAllocation(
-                    seat.charger.id, allocated, target, seat.lines, mode, available, reason
+                _new_result(
+                    (seat.charger.id, allocated, target, seat.lines, mode, available, reason)
                 )
             )
         household = self.household
