@@ -14,7 +14,7 @@ the first argument is returned, so an int maximum stays an int in the output).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import groupby
 from operator import attrgetter
 
@@ -39,6 +39,14 @@ _ORDER = attrgetter("sort_key")
 DRAWING_A = 1.0  # a line carrying more than this is in use
 _INDEX = {name: i for i, name in enumerate(PHASE_NAMES)}
 _URGENCY = {mode: mode.urgency for mode in Mode}  # (a property: read once here)
+# Enum members read per charger per cycle, as globals: reading one off its class goes
+# through EnumType.__getattr__, several times the cost.
+_STANDARD, _ECO, _SOLAR, _EXCESS = Mode.STANDARD, Mode.ECO, Mode.SOLAR, Mode.EXCESS
+_NOT_ACTIVE = Reason.NOT_ACTIVE
+_SHARED, _PRIORITY, _OPTIMIZED = Distribution.SHARED, Distribution.PRIORITY, Distribution.OPTIMIZED
+# A ChargerAllocation from its fields in order, built the way its Python-level __new__
+# builds it (tuple.__new__), without that call: one per charger per cycle.
+_new_result = partial(tuple.__new__, ChargerAllocation)
 # Per site phase count: the site phases (indexes) in each mask.
 _PHASES_IN = tuple(
     tuple(tuple(i for i in range(n) if m >> i & 1) for m in range(8)) for n in range(4)
@@ -55,15 +63,16 @@ def wired_lines(charger: Charger, site_phases: int) -> int:
     return site_phases if site_phases < wired else wired
 
 
-@lru_cache(maxsize=64)
-def _wiring(phase_map: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """A phase map's site phase per charger line, and the mask of its first k lines
-    (worked out once per map: a handful of maps serve every charger every cycle)."""
+@lru_cache(maxsize=256)
+def _wiring(phase_map: str, phases: int, site_phases: int) -> tuple[tuple[int, ...], int, int]:
+    """A charger's site phase per line, its wired lines and the mask of their site phases
+    (worked out once per wiring: a handful serve every charger every cycle)."""
     lines = tuple(_INDEX[name] for name in phase_map)
-    masks = [0]
-    for line in lines:
-        masks.append(masks[-1] | 1 << line)
-    return lines, tuple(masks)
+    wired = min(phases, len(phase_map), site_phases)  # wired_lines(), from its fields
+    mask = 0
+    for line in lines[:wired]:
+        mask |= 1 << line
+    return lines, wired, mask
 
 
 @lru_cache(maxsize=64)
@@ -111,10 +120,9 @@ class Seat:
         self.min_a = charger.min_a
         self.max_a = charger.max_a
         self.circuits = circuits
-        site_lines, masks = _wiring(charger.phase_map)
+        site_lines, wired, mask = _wiring(charger.phase_map, charger.phases, site_phases)
         self.site_lines = site_lines  # the site phase of each charger line
-        self.wired = wired = wired_lines(charger, site_phases)
-        mask = masks[wired]
+        self.wired = wired
         status = charger.status
         self.active = active = status in ACTIVE_STATUSES
         draw = charger.draw_a
@@ -135,7 +143,7 @@ class Seat:
         # Order of service: mode urgency, priority, config order.
         self.sort_key = (_URGENCY[mode], charger.priority, index)
         # Its mode lets it take its max from any source: only the wires limit it.
-        self.uncapped = mode is Mode.STANDARD and not standard_waits
+        self.uncapped = mode is _STANDARD and not standard_waits
         self.amount = 0.0
         self.seated = False  # got its minimum in the first pass
 
@@ -167,19 +175,20 @@ class _Allocator:
             )
             seats.append(seat)
             draw = c.draw_a
-            site_lines = seat.site_lines
-            for k in range(seat.wired):
-                if draw[k]:  # (x - 0.0 is x: an idle charger changes nothing)
-                    household[site_lines[k]] -= draw[k]
+            if any(draw):  # (x - 0.0 is x: a charger drawing nothing changes nothing)
+                site_lines = seat.site_lines
+                for k in range(seat.wired):
+                    if draw[k]:
+                        household[site_lines[k]] -= draw[k]
         self.household = tuple(household)
         output_w = (m.pv_power_w or 0.0) + (m.battery_power_w or 0.0)
         if not output_w > 0.0:  # (max(0.0, output_w), written out)
             output_w = 0.0
-        self.pools = pools = build_pools(site, self.household, battery, volts, output_w)
+        self.pools = build_pools(site, self.household, battery, volts, output_w)
         # The targets are what each mode would give from the sources before anyone is
-        # served: only the labelled pools the ceiling reads are kept as they were.
-        self.fresh_surplus = pools.surplus.copy()
-        self.fresh_excess = pools.excess.copy()
+        # served: the labelled pools the ceiling reads are kept as they were at the first
+        # grant (until then `pools` holds them).
+        self.fresh: tuple[Capacity, Capacity] | None = None
 
     # -- what a charger may take ---------------------------------------------------
 
@@ -187,21 +196,21 @@ class _Allocator:
         """The most its mode lets it take from the sources it may use."""
         mode = seat.mode
         battery = self.battery
-        if mode is Mode.STANDARD:
+        if mode is _STANDARD:
             if battery.standard_waits:
                 # The battery would feed it against the policy: only the sun's surplus.
                 return base + surplus.available(seat.mask)
             return seat.max_a
         below_target = not battery.at_target
         sun = base + surplus.available(seat.mask)
-        if mode is Mode.ECO:
+        if mode is _ECO:
             if battery.eco_waits:
                 # The battery would feed its minimum: only the sun's surplus may.
                 return 0.0 if below_target else sun
             if below_target:
                 return seat.min_a
             return sun if sun > seat.min_a else seat.min_a  # max(min_a, sun)
-        if mode is Mode.SOLAR:
+        if mode is _SOLAR:
             return 0.0 if below_target else sun
         left = excess.available(seat.mask)
         if base <= 0.0 and left <= EPS:
@@ -214,17 +223,21 @@ class _Allocator:
             want = seat.min_a
         return sun if sun < want else want
 
-    def limit(self, seat: Seat, pools: Pools, base: float) -> float:
-        """The most it can hold in total, given what it holds (`base`) already:
-        min(max_a, ceiling, wires), written out."""
-        # The wires: what the breaker, inverter and its circuits still carry on its phases.
+    @staticmethod
+    def wires(seat: Seat, pools: Pools, base: float) -> float:
+        """What the breaker, inverter and its circuits let it hold on its phases in total."""
         mask = seat.mask
         wires = pools.physical.available(mask)
         for name in seat.circuits:
             v = pools.circuits[name].available(mask)
             if v < wires:
                 wires = v
-        wires = base + wires
+        return base + wires
+
+    def limit(self, seat: Seat, pools: Pools, base: float) -> float:
+        """The most it can hold in total, given what it holds (`base`) already:
+        min(max_a, ceiling, wires), written out."""
+        wires = self.wires(seat, pools, base)
         best = seat.max_a
         if not seat.uncapped:
             ceiling = self.ceiling(seat, pools.surplus, pools.excess, base)
@@ -234,9 +247,12 @@ class _Allocator:
 
     def give(self, seat: Seat, amount: float, pools: Pools | None = None) -> None:
         if amount > 0.0:
-            (pools or self.pools).grant(seat.mask, seat.circuits, amount)
             if pools is None:
+                if self.fresh is None:
+                    self.fresh = (self.pools.surplus.copy(), self.pools.excess.copy())
                 seat.amount += amount
+                pools = self.pools
+            pools.grant(seat.mask, seat.circuits, amount)
 
     # -- distribution strategies ----------------------------------------------------
 
@@ -281,9 +297,9 @@ class _Allocator:
             for name, cap in self.pools.circuits.items()
         ]
         mode = rising[0].mode
-        if mode in (Mode.ECO, Mode.SOLAR):
+        if mode in (_ECO, _SOLAR):
             sources.append((self.pools.surplus, rising))
-        elif mode is Mode.EXCESS:
+        elif mode is _EXCESS:
             sources.append((self.pools.excess, rising))
         for capacity, members in sources:
             if not members:
@@ -336,14 +352,14 @@ class _Allocator:
     def distribute(self, order: list[Seat]) -> None:
         """The site's distribution over `order` (sorted by order of service)."""
         distribution = self.site.distribution
-        if distribution in (Distribution.SHARED, Distribution.PRIORITY):
+        if distribution in (_SHARED, _PRIORITY):
             self.reserve_minimums(order)
-            if distribution is Distribution.SHARED:
+            if distribution is _SHARED:
                 self.fill_evenly(order)
             else:
                 self.fill_in_order(order)
         else:
-            self.take_in_order(order, trim_for_next=distribution is Distribution.OPTIMIZED)
+            self.take_in_order(order, trim_for_next=distribution is _OPTIMIZED)
 
     def run(self) -> Allocation:
         serving: list[Seat] = []
@@ -351,15 +367,48 @@ class _Allocator:
         for seat in self.seats:
             if seat.active:
                 (released if seat.released else serving).append(seat)
-        serving.sort(key=_ORDER)
-        released.sort(key=_ORDER)
-        # Excess is what the site would export once every other car is served: those
-        # cars get their whole share before an Excess car gets its minimum.
-        self.distribute([s for s in serving if s.mode is not Mode.EXCESS])
-        self.distribute([s for s in serving if s.mode is Mode.EXCESS])
-        # Released cars are offered their minimum only from what everyone else left.
-        self.reserve_minimums(released)
+        if serving:
+            serving.sort(key=_ORDER)
+            # Excess is what the site would export once every other car is served: those
+            # cars get their whole share before an Excess car gets its minimum.
+            excess = [s for s in serving if s.mode is _EXCESS]
+            if len(excess) < len(serving):
+                self.distribute([s for s in serving if s.mode is not _EXCESS])
+            if excess:
+                self.distribute(excess)
+        if released:
+            released.sort(key=_ORDER)
+            # Released cars are offered their minimum only from what everyone else left.
+            self.reserve_minimums(released)
         return self.result()
+
+    def target(self, seat: Seat) -> float:
+        """What its mode would give it from the sources before anyone is served."""
+        max_a = seat.max_a
+        if seat.uncapped:
+            return _floor(max_a)
+        surplus, excess = self.fresh or (self.pools.surplus, self.pools.excess)
+        ceiling = self.ceiling(seat, surplus, excess, 0.0)
+        return _floor(ceiling if ceiling < max_a else max_a)
+
+    def idle_figures(self, seat: Seat) -> tuple[float, float]:
+        """An idle charger's target, and what it could get now (0, or at least its minimum)."""
+        if self.fresh is None:
+            # Nothing granted: the pools are the fresh ones, so the target's ceiling is the
+            # one limit() would work out again (limit(), written out around it).
+            best = seat.max_a
+            if not seat.uncapped:
+                ceiling = self.ceiling(seat, self.pools.surplus, self.pools.excess, 0.0)
+                if ceiling < best:
+                    best = ceiling
+            target = _floor(best)
+            want = self.wires(seat, self.pools, 0.0)
+            if not want < best:  # the limit is `best`: its floor is the target
+                return target, (target if best >= seat.min_a - EPS else 0.0)
+        else:
+            target = self.target(seat)
+            want = self.limit(seat, self.pools, 0.0)
+        return target, (_floor(want) if want >= seat.min_a - EPS else 0.0)
 
     def result(self) -> Allocation:
         chargers = []
@@ -369,48 +418,43 @@ class _Allocator:
         # Chargers alike in mode, phases and limits have the same target, and idle ones
         # the same availability: worked out once each (most fleets repeat a few kinds).
         targets: dict[tuple, float] = {}
-        availability: dict[tuple, float] = {}
+        idle: dict[tuple, tuple[float, float]] = {}
         for seat in self.seats:
             mode, mask, min_a, max_a = seat.mode, seat.mask, seat.min_a, seat.max_a
-            allocated = _round_down(seat.amount, min_a) if seat.amount else 0.0
-            if allocated:
-                for i in phases_in[mask]:
-                    drawn[i] += allocated
-            kind = (mode, mask, min_a, max_a)
-            target = targets.get(kind)
-            if target is None:
-                if seat.uncapped:
-                    target = _floor(max_a)
-                else:
-                    ceiling = self.ceiling(seat, self.fresh_surplus, self.fresh_excess, 0.0)
-                    target = _floor(ceiling if ceiling < max_a else max_a)
-                targets[kind] = target
             if seat.active:
+                allocated = _round_down(seat.amount, min_a) if seat.amount else 0.0
+                if allocated:
+                    for i in phases_in[mask]:
+                        drawn[i] += allocated
+                kind = (mode, mask, min_a, max_a)
+                target = targets.get(kind)
+                if target is None:
+                    target = targets[kind] = self.target(seat)
                 available = allocated
                 reason = self.reason(seat, allocated, target)
             else:
-                idle_kind = (kind, seat.circuits)
-                available = availability.get(idle_kind)
-                if available is None:
-                    want = self.limit(seat, self.pools, 0.0)
-                    available = _floor(want) if want >= min_a - EPS else 0.0
-                    availability[idle_kind] = available
-                reason = Reason.NOT_ACTIVE
+                allocated = 0.0
+                kind = (mode, mask, min_a, max_a, seat.circuits)
+                figures = idle.get(kind)
+                if figures is None:
+                    figures = idle[kind] = self.idle_figures(seat)
+                target, available = figures
+                reason = _NOT_ACTIVE
             chargers.append(
-                ChargerAllocation(
-                    seat.charger.id, allocated, target, seat.lines, mode, available, reason
+                _new_result(
+                    (seat.charger.id, allocated, target, seat.lines, mode, available, reason)
                 )
             )
-        site = self.site
         household = self.household
-        breaker = site.main_breaker_a
-        summary = SiteSummary(
-            household_a=household,
-            export_w=sum([-h for h in household if h < 0.0], 0.0) * self.volts,
-            headroom_a=tuple([breaker - h - d for h, d in zip(household, drawn, strict=True)]),
-            battery_soc=self.soc,
-        )
-        return Allocation(site=summary, chargers=tuple(chargers))
+        breaker = self.site.main_breaker_a
+        export = 0.0
+        for h in household:
+            if h < 0.0:
+                export -= h  # (x - h is x + -h: the sum of the exports, as sum() adds them)
+        headroom = tuple([breaker - h - d for h, d in zip(household, drawn, strict=True)])
+        # (Positional: keywords make the NamedTuple's __new__ slower.)
+        summary = SiteSummary(household, export * self.volts, headroom, self.soc)
+        return Allocation(summary, tuple(chargers))
 
     def _circuit_full(self, seat: Seat) -> bool:
         circuits = self.pools.circuits
@@ -426,22 +470,22 @@ class _Allocator:
             return Reason.RELEASED
         if allocated <= 0.0:
             if target < min_a:
-                if mode is Mode.EXCESS:
+                if mode is _EXCESS:
                     return Reason.NO_EXCESS
                 battery = self.battery
-                if (mode is Mode.ECO and battery.eco_waits) or (
-                    mode is Mode.STANDARD and battery.standard_waits
+                if (mode is _ECO and battery.eco_waits) or (
+                    mode is _STANDARD and battery.standard_waits
                 ):
                     if battery.below_min:
                         return Reason.BATTERY_BELOW_MIN
                     return Reason.BATTERY_WOULD_DISCHARGE
-                if not self.battery.at_target and mode is not Mode.STANDARD:
+                if not self.battery.at_target and mode is not _STANDARD:
                     return Reason.BATTERY_BELOW_TARGET
                 return Reason.NO_SURPLUS
             # Its mode would have it, but others were served first or the wires are full.
-            if mode is Mode.SOLAR and self.pools.surplus.available(seat.mask) < min_a:
+            if mode is _SOLAR and self.pools.surplus.available(seat.mask) < min_a:
                 return Reason.NO_SURPLUS
-            if mode is Mode.EXCESS and self.pools.excess.available(seat.mask) < min_a:
+            if mode is _EXCESS and self.pools.excess.available(seat.mask) < min_a:
                 return Reason.NO_EXCESS
             return Reason.CIRCUIT_LIMIT if self._circuit_full(seat) else Reason.NO_CAPACITY
         if allocated < target - 0.05:
@@ -449,9 +493,9 @@ class _Allocator:
                 return Reason.CIRCUIT_LIMIT
             if self.pools.physical.tight(seat.mask, 0.05):
                 return Reason.BREAKER_LIMIT
-            if mode is Mode.STANDARD:
+            if mode is _STANDARD:
                 return Reason.SHARED
-        if mode is Mode.ECO and allocated <= min_a + 0.05:
+        if mode is _ECO and allocated <= min_a + 0.05:
             return Reason.ECO_MINIMUM
         return _MODE_REASON[mode]
 

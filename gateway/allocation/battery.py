@@ -16,6 +16,8 @@ from gateway.model import Battery, Mode
 DISCHARGING_W = 50.0
 # Solar and Excess run on the sun; the others are what the owner asked to be charged.
 _SUN_MODES = frozenset({Mode.SOLAR, Mode.EXCESS})
+# Read every cycle, as globals: reading an enum member off its class costs several times more.
+_STANDARD, _ECO = Mode.STANDARD, Mode.ECO
 
 
 def allowance_w(battery: Battery, mode: Mode, soc: float | None) -> float:
@@ -33,6 +35,20 @@ def allowance_w(battery: Battery, mode: Mode, soc: float | None) -> float:
             return battery.assist_w
         return 0.0
     return math.inf if mode in battery.supply_modes else 0.0
+
+
+def allowances_w(battery: Battery, soc: float) -> tuple[float, float, float]:
+    """allowance_w() for Solar (and Excess), Standard and Eco at once: the allocator
+    reads all three every cycle."""
+    if not math.isfinite(soc) or soc < battery.soc_min:
+        return 0.0, 0.0, 0.0
+    sun = battery.assist_w if battery.assist_soc is not None and soc >= battery.assist_soc else 0.0
+    modes = battery.supply_modes
+    return (
+        sun,
+        math.inf if _STANDARD in modes else 0.0,
+        math.inf if _ECO in modes else 0.0,
+    )
 
 
 def covers_load(power_w: float | None, grid_w: float) -> bool:

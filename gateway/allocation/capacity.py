@@ -59,15 +59,19 @@ class Capacity:
         return cls([0.0] * 8)
 
     @classmethod
-    def per_phase(cls, values: Sequence[float]) -> Capacity:
-        """Independent limits per phase (a breaker, or a symmetric source).
+    def per_phase(cls, values: Sequence[float], extra: float = 0.0) -> Capacity:
+        """Independent limits per phase (a breaker, or a symmetric source), each value
+        raised by `extra` first (x + 0.0 is x, once clamped at 0).
 
         Written out for the two site shapes: this runs several times per cycle.
         """
         if len(values) == 1:
-            a = values[0] if values[0] > 0.0 else 0.0
-            return cls([0.0, a, INF, INF, INF, INF, INF, INF])
+            a = values[0] + extra
+            return cls([0.0, a if a > 0.0 else 0.0, INF, INF, INF, INF, INF, INF])
         a, b, c = values
+        a += extra
+        b += extra
+        c += extra
         a = a if a > 0.0 else 0.0
         b = b if b > 0.0 else 0.0
         c = c if c > 0.0 else 0.0

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from gateway.allocation.battery import allowance_w, covers_load
+from gateway.allocation.battery import allowances_w, covers_load
 from gateway.allocation.capacity import INF, Capacity, positive
-from gateway.model import Metering, Mode, Site
+from gateway.model import Metering, Site
 
 
 class BatteryView(NamedTuple):
@@ -56,14 +56,17 @@ def battery_view(
     battery = site.battery
     if battery is None:
         return _NO_BATTERY
+    # (Conditional expressions, not positive(): this runs every cycle.)
     power = power_w or 0.0
-    discharge = positive(power) / volts
+    out = power if power > 0.0 else 0.0  # its discharge (W)
+    discharge = out / volts
     if soc is None:
         # SOC unknown: never count on it, never block Solar on it; what it measurably
         # discharges is still not the sun's.
         return _NO_BATTERY._replace(discharge_a=discharge)
-    charge = positive(-power) / volts
-    room = positive(battery.max_discharge_w - positive(power)) / volts
+    charge = (-power if -power > 0.0 else 0.0) / volts
+    room = battery.max_discharge_w - out
+    room = (room if room > 0.0 else 0.0) / volts
     inverter = site.inverter
     if inverter is not None and inverter.max_w is not None:
         # Redirected charge and extra discharge both raise the inverter's AC output,
@@ -75,22 +78,24 @@ def battery_view(
             charge = output_room
         if output_room - charge < room:
             room = output_room - charge
-    assist = allowance_w(battery, Mode.SOLAR, soc)
-    standard = allowance_w(battery, Mode.STANDARD, soc) > 0.0
-    eco = allowance_w(battery, Mode.ECO, soc) > 0.0
+    assist, standard_w, eco_w = allowances_w(battery, soc)
+    standard = standard_w > 0.0
+    eco = eco_w > 0.0
     # A battery the gateway holds does not cover a car it may not supply: the hold caps
     # its discharge once the car charges (gateway/allocation/hold.py).
     covers = covers_load(power, grid_w) and not battery.held
+    at_target = soc >= battery.soc_target
+    # (Positional, in the fields' order: keywords make the NamedTuple's __new__ slower.)
     return BatteryView(
-        supplies=assist > 0.0 or standard or eco,
-        at_target=soc >= battery.soc_target,
-        below_min=soc < battery.soc_min,
-        standard_waits=covers and not standard,
-        eco_waits=covers and not eco,
-        charge_a=charge if soc >= battery.soc_target else 0.0,
-        discharge_room_a=room,
-        discharge_a=discharge,
-        assist_w=assist,
+        assist > 0.0 or standard or eco,  # supplies
+        at_target,
+        soc < battery.soc_min,  # below_min
+        covers and not standard,  # standard_waits
+        covers and not eco,  # eco_waits
+        charge if at_target else 0.0,  # charge_a
+        room,  # discharge_room_a
+        discharge,  # discharge_a
+        assist,  # assist_w
     )
 
 
@@ -155,7 +160,7 @@ def build_pools(
         per_phase_extra = extra_a / n
         if phase_max < per_phase_extra:
             per_phase_extra = phase_max
-        return Capacity.per_phase([e + per_phase_extra for e in export_a])
+        return Capacity.per_phase(export_a, per_phase_extra)
 
     if site.allow_grid_charging:
         grid = Capacity.per_phase([site.main_breaker_a - imp for imp in importing])
@@ -193,5 +198,9 @@ def build_pools(
         excess_a = positive(sum(sun) * volts - site.excess_threshold_w) / volts
         excess = inverter_share([0.0] * n, excess_a)
 
-    circuits = {c.name: Capacity.per_phase([c.limit_a] * n) for c in site.circuits}
+    circuits = (
+        {c.name: Capacity.per_phase([c.limit_a] * n) for c in site.circuits}
+        if site.circuits
+        else {}
+    )
     return Pools(physical, surplus, excess, circuits)
