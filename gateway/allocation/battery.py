@@ -28,18 +28,17 @@ def allowance_w(battery: Battery, mode: Mode, soc: float | None) -> float:
     soc_min when listed in supply_modes, else nothing. An unknown SOC supplies nothing:
     the battery is distrusted until it reports.
     """
-    if soc is None or not math.isfinite(soc) or soc < battery.soc_min:
+    if soc is None:
         return 0.0
+    sun, standard, eco = allowances_w(battery, soc)
     if mode in _SUN_MODES:
-        if battery.assist_soc is not None and soc >= battery.assist_soc:
-            return battery.assist_w
-        return 0.0
-    return math.inf if mode in battery.supply_modes else 0.0
+        return sun
+    return standard if mode is _STANDARD else eco
 
 
 def allowances_w(battery: Battery, soc: float) -> tuple[float, float, float]:
-    """allowance_w() for Solar (and Excess), Standard and Eco at once: the allocator
-    reads all three every cycle."""
+    """allowance_w() for Solar (and Excess), Standard and Eco at once, for a known SOC:
+    the allocator reads all three every cycle. The rule itself is here."""
     if not math.isfinite(soc) or soc < battery.soc_min:
         return 0.0, 0.0, 0.0
     sun = battery.assist_w if battery.assist_soc is not None and soc >= battery.assist_soc else 0.0
