@@ -56,17 +56,15 @@ def battery_view(
     battery = site.battery
     if battery is None:
         return _NO_BATTERY
-    # (Conditional expressions, not positive(): this runs every cycle.)
     power = power_w or 0.0
-    out = power if power > 0.0 else 0.0  # its discharge (W)
+    out = positive(power)  # its discharge (W)
     discharge = out / volts
     if soc is None:
         # SOC unknown: never count on it, never block Solar on it; what it measurably
         # discharges is still not the sun's.
         return _NO_BATTERY._replace(discharge_a=discharge)
-    charge = (-power if -power > 0.0 else 0.0) / volts
-    room = battery.max_discharge_w - out
-    room = (room if room > 0.0 else 0.0) / volts
+    charge = positive(-power) / volts
+    room = positive(battery.max_discharge_w - out) / volts
     inverter = site.inverter
     if inverter is not None and inverter.max_w is not None:
         # Redirected charge and extra discharge both raise the inverter's AC output,
@@ -198,9 +196,5 @@ def build_pools(
         excess_a = positive(sum(sun) * volts - site.excess_threshold_w) / volts
         excess = inverter_share([0.0] * n, excess_a)
 
-    circuits = (
-        {c.name: Capacity.per_phase([c.limit_a] * n) for c in site.circuits}
-        if site.circuits
-        else {}
-    )
+    circuits = {c.name: Capacity.per_phase([c.limit_a] * n) for c in site.circuits}
     return Pools(physical, surplus, excess, circuits)
